@@ -1,0 +1,156 @@
+#!/usr/bin/python
+"""Reload Prometheus or Alertmanager over HTTP and confirm the reload took."""
+
+DOCUMENTATION = r"""
+---
+module: config_reload
+short_description: Reload Prometheus or Alertmanager and confirm that the new configuration is live
+description:
+  - Posts to the service's C(/-/reload) endpoint, then reads the service's own
+    C(<service>_config_last_reload_successful) and
+    C(<service>_config_last_reload_success_timestamp_seconds) metrics and fails,
+    with the service's reason, unless the reload succeeded after the request was made.
+  - The process is not restarted; its PID and start time stay the same.
+  - Waits for the service to be ready first, so it can follow a (re)start.
+options:
+  service:
+    description: Which service answers at I(url); selects the metric names.
+    type: str
+    choices: [prometheus, alertmanager]
+    required: true
+  url:
+    description: Base URL of the service, e.g. C(http://127.0.0.1:9090).
+    type: str
+    required: true
+  url_username:
+    description: Basic-auth user.
+    type: str
+    aliases: [username]
+  url_password:
+    description: Basic-auth password.
+    type: str
+    aliases: [password]
+  bearer_token:
+    description: Bearer token, instead of basic auth.
+    type: str
+  ca_path:
+    description: CA bundle that signed the service's certificate.
+    type: path
+  client_cert:
+    description: Client certificate for mutual TLS.
+    type: path
+  client_key:
+    description: Key of I(client_cert).
+    type: path
+  validate_certs:
+    description: Verify the service's TLS certificate.
+    type: bool
+    default: true
+  timeout:
+    description: Seconds to wait for the service to become ready and for each request.
+    type: float
+    default: 10.0
+  ready_timeout:
+    description: Seconds to wait for the service to answer C(/-/ready) before reloading.
+    type: float
+    default: 60.0
+notes:
+  - Prometheus serves C(/-/reload) only with C(--web.enable-lifecycle); the prometheus role sets it.
+  - In check mode nothing is sent; the module reports the reload it would make.
+author: prometheus-alerting
+"""
+
+EXAMPLES = r"""
+- name: Reload Prometheus
+  config_reload:
+    service: prometheus
+    url: http://127.0.0.1:9090
+
+- name: Reload Alertmanager behind TLS and basic auth
+  config_reload:
+    service: alertmanager
+    url: https://alertmanager.example.com:9093
+    url_username: admin
+    url_password: "{{ vault_alertmanager_admin_password }}"
+    ca_path: /etc/ssl/certs/monitoring-ca.pem
+"""
+
+RETURN = r"""
+reload_timestamp:
+  description: The service's C(_config_last_reload_success_timestamp_seconds) after the reload.
+  returned: success, not in check mode
+  type: float
+  sample: 1764172800
+previous_reload_timestamp:
+  description: The same metric before the reload.
+  returned: success, not in check mode
+  type: float
+  sample: 1764170000
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.http_api import (
+    HTTP_API_ARGUMENT_SPEC,
+    HTTP_API_MUTUALLY_EXCLUSIVE,
+    ApiError,
+    HttpApi,
+)
+
+
+def reload_and_confirm(api, service, ready_timeout):
+    """Reload `service` at `api`; return (before, after) success timestamps."""
+    successful = f"{service}_config_last_reload_successful"
+    timestamp = f"{service}_config_last_reload_success_timestamp_seconds"
+
+    api.wait_until_ready(deadline=ready_timeout)
+    before = api.metrics([timestamp]).get(timestamp, 0.0)
+    requested_at = int(time.time())
+    try:
+        api.request("POST", "/-/reload")
+    except ApiError as err:
+        # Both services answer 500 with the reason when the new config is bad.
+        raise ApiError(f"{service} rejected the new configuration: {err.body or err}") from err
+
+    samples = api.metrics([successful, timestamp])
+    if samples.get(successful) != 1.0:
+        raise ApiError(
+            f"{service} reports its last reload failed ({successful} is "
+            f"{samples.get(successful)}); it keeps running the previous configuration"
+        )
+    after = samples.get(timestamp, 0.0)
+    if after < requested_at:
+        raise ApiError(
+            f"{service} did not reload: {timestamp} is {after}, older than the request "
+            f"made at {requested_at}"
+        )
+    return before, after
+
+
+def main():
+    argument_spec = dict(HTTP_API_ARGUMENT_SPEC)
+    argument_spec.update(
+        service={"type": "str", "required": True, "choices": ["prometheus", "alertmanager"]},
+        ready_timeout={"type": "float", "default": 60.0},
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=HTTP_API_MUTUALLY_EXCLUSIVE,
+        supports_check_mode=True,
+    )
+    if module.check_mode:
+        module.exit_json(changed=True, msg=f"{module.params['service']} would be reloaded")
+
+    api = HttpApi(module.params)
+    try:
+        before, after = reload_and_confirm(
+            api, module.params["service"], module.params["ready_timeout"]
+        )
+    except ApiError as err:
+        module.fail_json(msg=str(err))
+    module.exit_json(changed=True, previous_reload_timestamp=before, reload_timestamp=after)
+
+
+if __name__ == "__main__":
+    main()
