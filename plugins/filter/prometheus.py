@@ -1,0 +1,292 @@
+"""Filters that turn the prometheus role's data into Prometheus files.
+
+- ``prometheus_rule_files``: the alert catalog plus the operator's overrides
+  become one rule file per group.
+- ``prometheus_scrape_configs``: the exporter job specs plus the inventory
+  become scrape jobs, one target per host.
+"""
+
+import copy
+import re
+from urllib.parse import urlsplit
+
+import yaml
+from ansible.errors import AnsibleFilterError
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+# Keys of an alert that are not expression parameters.
+RULE_KEYS = {
+    "alert",
+    "expr",
+    "for",
+    "keep_firing_for",
+    "severity",
+    "service",
+    "summary",
+    "description",
+    "runbook_url",
+    "labels",
+    "annotations",
+    "params",
+    "enabled",
+}
+# What an override may set besides expression parameters.
+OVERRIDE_KEYS = RULE_KEYS - {"alert", "params"}
+GROUP_OVERRIDE_KEYS = {"enabled", "interval"}
+
+_EXPR_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Indented lists, and multi-line strings as literal blocks."""
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)
+
+
+def _represent_str(dumper, value):
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)
+
+
+def _plain(value):
+    """Copy Ansible's tagged values into plain Python types."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _render_expr(alert, template, context):
+    try:
+        return _EXPR_ENV.from_string(template).render(context).strip()
+    except TemplateError as err:
+        raise AnsibleFilterError(f"alert {alert}: cannot render its expression: {err}") from err
+
+
+def _apply_override(rule, override, where):
+    for key, value in override.items():
+        if key in OVERRIDE_KEYS:
+            if key in ("labels", "annotations"):
+                rule[key] = {**rule.get(key, {}), **value}
+            else:
+                rule[key] = value
+        elif key in rule.get("params", {}):
+            rule["params"][key] = value
+        else:
+            known = sorted(OVERRIDE_KEYS | set(rule.get("params", {})))
+            raise AnsibleFilterError(
+                f"{where} sets '{key}', which alert {rule['alert']} does not have; "
+                f"it takes: {', '.join(known)}"
+            )
+
+
+def _build_rule(rule, context, runbook_base_url):
+    params = rule.get("params", {})
+    expr = _render_expr(rule["alert"], rule["expr"], {**context, **params})
+    labels = {"severity": rule["severity"], "service": rule["service"], **rule.get("labels", {})}
+    annotations = {
+        "summary": rule["summary"],
+        "description": rule["description"],
+        "runbook_url": rule.get("runbook_url")
+        or f"{runbook_base_url.rstrip('/')}#{rule['alert'].lower()}",
+        **rule.get("annotations", {}),
+    }
+    built = {"alert": rule["alert"], "expr": expr}
+    if rule.get("for"):
+        built["for"] = rule["for"]
+    if rule.get("keep_firing_for"):
+        built["keep_firing_for"] = rule["keep_firing_for"]
+    built["labels"] = labels
+    built["annotations"] = annotations
+    return built
+
+
+def _check_rule(rule, group):
+    missing = [k for k in ("alert", "expr", "severity", "service", "summary", "description")
+               if not rule.get(k)]
+    if missing:
+        name = rule.get("alert", "<unnamed>")
+        raise AnsibleFilterError(
+            f"alert {name} in group {group} lacks {', '.join(missing)}"
+        )
+    unknown = set(rule) - RULE_KEYS
+    if unknown:
+        raise AnsibleFilterError(
+            f"alert {rule['alert']} in group {group} has unknown keys: {', '.join(sorted(unknown))}"
+        )
+
+
+def merge_alert_groups(groups, overrides=None, group_overrides=None):
+    """Apply per-alert and per-group overrides to the catalog; drop what is disabled.
+
+    Returns the merged groups (the rules still hold their expression templates).
+    Every override must name an existing alert or group and existing keys.
+    """
+    groups = _plain(groups or [])
+    overrides = _plain(overrides or {})
+    group_overrides = _plain(group_overrides or {})
+
+    seen_alerts, seen_groups = set(), set()
+    merged = []
+    for group in copy.deepcopy(groups):
+        name = group.get("name")
+        if not name or not isinstance(group.get("rules"), list):
+            raise AnsibleFilterError(f"a rule group needs a name and a list of rules: {group!r}")
+        if name in seen_groups:
+            raise AnsibleFilterError(f"rule group {name} is defined twice")
+        seen_groups.add(name)
+        settings = group_overrides.get(name, {})
+        unknown = set(settings) - GROUP_OVERRIDE_KEYS
+        if unknown:
+            raise AnsibleFilterError(
+                f"prometheus_alert_group_overrides[{name}] has unknown keys: "
+                f"{', '.join(sorted(unknown))}; it takes: enabled, interval"
+            )
+        rules = []
+        for rule in group["rules"]:
+            _check_rule(rule, name)
+            if rule["alert"] in seen_alerts:
+                raise AnsibleFilterError(f"alert {rule['alert']} is defined twice")
+            seen_alerts.add(rule["alert"])
+            override = overrides.get(rule["alert"], {})
+            if not isinstance(override, dict):
+                raise AnsibleFilterError(
+                    f"prometheus_alert_overrides[{rule['alert']}] must be a mapping, "
+                    f"got {override!r}"
+                )
+            _apply_override(rule, override, f"prometheus_alert_overrides[{rule['alert']}]")
+            if rule.get("enabled", True):
+                rules.append(rule)
+        if settings.get("enabled", True) and rules:
+            merged.append({**group, "rules": rules, **_interval(settings, group)})
+
+    unknown_alerts = set(overrides) - seen_alerts
+    if unknown_alerts:
+        raise AnsibleFilterError(
+            f"prometheus_alert_overrides names alerts that do not exist: "
+            f"{', '.join(sorted(unknown_alerts))}"
+        )
+    unknown_groups = set(group_overrides) - seen_groups
+    if unknown_groups:
+        raise AnsibleFilterError(
+            f"prometheus_alert_group_overrides names groups that do not exist: "
+            f"{', '.join(sorted(unknown_groups))}; groups: {', '.join(sorted(seen_groups))}"
+        )
+    return merged
+
+
+def _interval(settings, group):
+    interval = settings.get("interval", group.get("interval"))
+    return {"interval": interval} if interval else {}
+
+
+def rule_file_name(group_name):
+    """`trading-bot.rules` is written to `trading-bot.yml`."""
+    base = re.sub(r"\.rules$", "", group_name)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", base):
+        raise AnsibleFilterError(f"rule group name {group_name!r} cannot name a file")
+    return f"{base}.yml"
+
+
+def prometheus_rule_files(groups, overrides=None, group_overrides=None, context=None,
+                          runbook_base_url="", header="", directory="rules"):
+    """Render the catalog into {"<directory>/<group>.yml": YAML text}."""
+    context = _plain(context or {})
+    files = {}
+    for group in merge_alert_groups(groups, overrides, group_overrides):
+        document = {"name": group["name"]}
+        if group.get("interval"):
+            document["interval"] = group["interval"]
+        document["rules"] = [_build_rule(rule, context, runbook_base_url)
+                             for rule in group["rules"]]
+        body = yaml.dump({"groups": [document]}, Dumper=_BlockDumper, sort_keys=False,
+                         width=float("inf"), allow_unicode=True)
+        files[f"{directory}/{rule_file_name(group['name'])}"] = header + body
+    return files
+
+
+def prometheus_alert_names(groups, overrides=None, group_overrides=None):
+    """Names of the enabled alerts, for checks and reports."""
+    return [rule["alert"] for group in merge_alert_groups(groups, overrides, group_overrides)
+            for rule in group["rules"]]
+
+
+def _host_port(address, port):
+    address = str(address)
+    if ":" in address and not address.startswith("["):
+        address = f"[{address}]"
+    return f"{address}:{port}"
+
+
+def _redis_instance(host, target, single):
+    if target.get("instance"):
+        return target["instance"]
+    if single:
+        return host
+    port = urlsplit(target["address"]).port or 6379
+    return f"{host}:{port}"
+
+
+def prometheus_scrape_configs(job_specs, groups, hostvars, local_host=None):
+    """Scrape jobs for the stack's own components, generated from the inventory.
+
+    Each spec names an inventory group and the variable that holds the
+    component's port; every host of the group becomes one target at its
+    `monitoring_address` (default 127.0.0.1), labelled `instance=<inventory
+    hostname>` plus the host's `monitoring_labels`. A spec with
+    `targets_variable` scrapes an exporter in multi-target mode (one target per
+    item of that host variable, through `metrics_path`?target=).
+    """
+    configs = []
+    for spec in _plain(job_specs):
+        static_configs = []
+        for host in groups.get(spec["group"], []):
+            host_vars = hostvars[host]
+            address = host_vars.get("monitoring_address", "127.0.0.1")
+            if (local_host and host != local_host
+                    and str(address).startswith(("127.", "::1", "localhost"))):
+                raise AnsibleFilterError(
+                    f"{host} is scraped by {local_host} for job {spec['job_name']}, but its "
+                    f"monitoring_address is {address}: set monitoring_address for {host} "
+                    f"to an address {local_host} can reach"
+                )
+            port = host_vars.get(spec["port_variable"], spec["port"])
+            labels = {**_plain(host_vars.get("monitoring_labels", {})), "instance": host}
+            if "targets_variable" in spec:
+                targets = _plain(host_vars.get(spec["targets_variable"], spec["default_targets"]))
+                for target in targets:
+                    static_configs.append({
+                        "targets": [_host_port(address, port)],
+                        "labels": {
+                            **labels,
+                            "instance": _redis_instance(host, target, len(targets) == 1),
+                            "__param_target": target["address"],
+                        },
+                    })
+            else:
+                static_configs.append({"targets": [_host_port(address, port)], "labels": labels})
+        if not static_configs:
+            continue
+        config = {"job_name": spec["job_name"]}
+        if spec.get("metrics_path"):
+            config["metrics_path"] = spec["metrics_path"]
+        config["static_configs"] = static_configs
+        configs.append(config)
+    return configs
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "prometheus_rule_files": prometheus_rule_files,
+            "prometheus_alert_names": prometheus_alert_names,
+            "prometheus_scrape_configs": prometheus_scrape_configs,
+        }
