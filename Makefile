@@ -10,12 +10,12 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-# Molecule scenarios, fastest first; `make molecule SCENARIOS=stack` runs one.
-SCENARIOS ?= $(shell scripts/list-scenarios)
-# Debian releases for the target containers.
-RELEASES ?= bookworm trixie
+# Molecule scenarios, fastest first, each with the Debian releases of its
+# target container. `make molecule SCENARIOS=prometheus` runs one.
+SCENARIOS ?= node_exporter dragonflydb_exporter docker_exporter alertmanager prometheus \
+	stack:bookworm,trixie
 
-.PHONY: help venv machine demo test lint unit rules-test molecule bench clean
+.PHONY: help venv machine demo test lint unit config-test molecule bench clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,31 +27,30 @@ $(VENV)/.installed: requirements.txt
 
 venv: $(VENV)/.installed  ## Create .venv with the pinned Python packages and collections.
 
-machine:  ## Install and start what the tests and the demo need (Docker engine, base images).
-	scripts/prepare-machine $(RELEASES)
+machine:  ## Install and start what the tests and the demo need (Docker engine, images).
+	scripts/prepare-machine
 
-demo: venv  ## Roll the whole stack out to a local container and print where it runs.
-	scripts/prepare-machine bookworm
+demo: machine venv  ## Roll the whole stack out to a local container and print where it runs.
 	scripts/demo up
 
-lint: venv  ## ansible-lint (production profile), yamllint, ruff.
+lint: venv  ## yamllint, ruff, ansible-lint (production profile).
 	yamllint --strict .
 	ruff check .
 	ruff format --check .
-	ansible-lint --profile production
+	ansible-lint -q --profile production
 
-unit: venv  ## pytest: modules, filters, the Docker exporter.
+unit: machine venv  ## pytest: modules and filters against real services, the Docker exporter.
 	pytest
 
-rules-test: venv  ## promtool and amtool tests on the rules and routes the roles render.
-	tests/rules/run
+config-test: machine venv  ## promtool and amtool tests on the files the roles render.
+	tests/run-config-tests
 
-molecule: venv machine  ## Every Molecule scenario in a systemd container.
+molecule: machine venv  ## Every Molecule scenario in systemd containers.
 	scripts/run-molecule $(SCENARIOS)
 
-test: lint unit rules-test molecule  ## Everything CI runs, fastest checks first.
+test: lint unit config-test molecule  ## Everything CI runs, fastest checks first.
 
-bench: venv  ## Timings of a rollout, a no-change rerun and a `--tags rules` rerun.
+bench: machine venv  ## Timings: a rollout, a no-change rerun, a --tags rules rerun.
 	scripts/bench
 
 clean:  ## Remove what `make demo` started.

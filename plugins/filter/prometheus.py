@@ -110,13 +110,14 @@ def _build_rule(rule, context, runbook_base_url):
 
 
 def _check_rule(rule, group):
-    missing = [k for k in ("alert", "expr", "severity", "service", "summary", "description")
-               if not rule.get(k)]
+    missing = [
+        k
+        for k in ("alert", "expr", "severity", "service", "summary", "description")
+        if not rule.get(k)
+    ]
     if missing:
         name = rule.get("alert", "<unnamed>")
-        raise AnsibleFilterError(
-            f"alert {name} in group {group} lacks {', '.join(missing)}"
-        )
+        raise AnsibleFilterError(f"alert {name} in group {group} lacks {', '.join(missing)}")
     unknown = set(rule) - RULE_KEYS
     if unknown:
         raise AnsibleFilterError(
@@ -196,8 +197,15 @@ def rule_file_name(group_name):
     return f"{base}.yml"
 
 
-def prometheus_rule_files(groups, overrides=None, group_overrides=None, context=None,
-                          runbook_base_url="", header="", directory="rules"):
+def prometheus_rule_files(
+    groups,
+    overrides=None,
+    group_overrides=None,
+    context=None,
+    runbook_base_url="",
+    header="",
+    directory="rules",
+):
     """Render the catalog into {"<directory>/<group>.yml": YAML text}."""
     context = _plain(context or {})
     files = {}
@@ -205,18 +213,27 @@ def prometheus_rule_files(groups, overrides=None, group_overrides=None, context=
         document = {"name": group["name"]}
         if group.get("interval"):
             document["interval"] = group["interval"]
-        document["rules"] = [_build_rule(rule, context, runbook_base_url)
-                             for rule in group["rules"]]
-        body = yaml.dump({"groups": [document]}, Dumper=_BlockDumper, sort_keys=False,
-                         width=float("inf"), allow_unicode=True)
+        document["rules"] = [
+            _build_rule(rule, context, runbook_base_url) for rule in group["rules"]
+        ]
+        body = yaml.dump(
+            {"groups": [document]},
+            Dumper=_BlockDumper,
+            sort_keys=False,
+            width=float("inf"),
+            allow_unicode=True,
+        )
         files[f"{directory}/{rule_file_name(group['name'])}"] = header + body
     return files
 
 
 def prometheus_alert_names(groups, overrides=None, group_overrides=None):
     """Names of the enabled alerts, for checks and reports."""
-    return [rule["alert"] for group in merge_alert_groups(groups, overrides, group_overrides)
-            for rule in group["rules"]]
+    return [
+        rule["alert"]
+        for group in merge_alert_groups(groups, overrides, group_overrides)
+        for rule in group["rules"]
+    ]
 
 
 def _host_port(address, port):
@@ -251,8 +268,11 @@ def prometheus_scrape_configs(job_specs, groups, hostvars, local_host=None):
         for host in groups.get(spec["group"], []):
             host_vars = hostvars[host]
             address = host_vars.get("monitoring_address", "127.0.0.1")
-            if (local_host and host != local_host
-                    and str(address).startswith(("127.", "::1", "localhost"))):
+            if (
+                local_host
+                and host != local_host
+                and str(address).startswith(("127.", "::1", "localhost"))
+            ):
                 raise AnsibleFilterError(
                     f"{host} is scraped by {local_host} for job {spec['job_name']}, but its "
                     f"monitoring_address is {address}: set monitoring_address for {host} "
@@ -263,14 +283,16 @@ def prometheus_scrape_configs(job_specs, groups, hostvars, local_host=None):
             if "targets_variable" in spec:
                 targets = _plain(host_vars.get(spec["targets_variable"], spec["default_targets"]))
                 for target in targets:
-                    static_configs.append({
-                        "targets": [_host_port(address, port)],
-                        "labels": {
-                            **labels,
-                            "instance": _redis_instance(host, target, len(targets) == 1),
-                            "__param_target": target["address"],
-                        },
-                    })
+                    static_configs.append(
+                        {
+                            "targets": [_host_port(address, port)],
+                            "labels": {
+                                **labels,
+                                "instance": _redis_instance(host, target, len(targets) == 1),
+                                "__param_target": target["address"],
+                            },
+                        }
+                    )
             else:
                 static_configs.append({"targets": [_host_port(address, port)], "labels": labels})
         if not static_configs:

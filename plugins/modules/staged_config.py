@@ -310,10 +310,11 @@ def main():
             "directory_mode": {"type": "raw", "default": "0755"},
             "secrets": {"type": "list", "elements": "str", "default": [], "no_log": True},
         },
-        required_by={"prune": ["prune_marker"]},
         supports_check_mode=True,
     )
     params = module.params
+    if params["prune"] and not params["prune_marker"]:
+        module.fail_json(msg="prune needs prune_marker: only marked files may be removed")
     dest = params["dest"]
     directory_mode = _parse_mode(params["directory_mode"])
     try:

@@ -159,3 +159,13 @@ def test_an_unknown_owner_is_a_clear_error(live):
         run_module(staged_config, args(live, {"rules/good.yml": GOOD_RULES}, owner="nobody-here"))
 
     assert "user 'nobody-here' does not exist" in failure.value.result["msg"]
+
+
+def test_prune_needs_a_marker_but_plain_writes_do_not(live):
+    with pytest.raises(ModuleFailed, match="prune needs prune_marker"):
+        run_module(staged_config, args(live, {}, prune_marker=None))
+
+    result = run_module(
+        staged_config, {"dest": str(live), "files": {"prometheus.yml": PROMETHEUS_YML}}
+    )
+    assert result["changed"] is False

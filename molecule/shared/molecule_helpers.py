@@ -1,0 +1,84 @@
+"""Helpers for the Molecule scenarios' testinfra tests.
+
+Each scenario's tests/conftest.py puts this directory on sys.path.
+"""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def run_playbook(playbook, *args, extra_vars=None):
+    """Run a playbook against the scenario's inventory; return (rc, combined output)."""
+    argv = [
+        "ansible-playbook",
+        "-i",
+        os.environ["MOLECULE_INVENTORY_FILE"],
+        str(PROJECT / playbook),
+        *args,
+    ]
+    if extra_vars is not None:
+        argv += ["-e", json.dumps(extra_vars)]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
+def recap(output):
+    """The PLAY RECAP counters of one host: {'ok': 3, 'changed': 1, ...}."""
+    match = re.search(r"^\S+\s+:\s+(ok=.*)$", output, re.MULTILINE)
+    assert match, f"no PLAY RECAP in:\n{output}"
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def changed_tasks(output):
+    """Names of the tasks that reported `changed`."""
+    tasks, current = [], None
+    for line in output.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            current = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed:") and current:
+            tasks.append(current)
+    return tasks
+
+
+def get_json(host, url):
+    """GET a JSON document from inside the target container."""
+    return json.loads(host.check_output("curl -fsS --max-time 10 %s", url))
+
+
+def get_text(host, url):
+    return host.check_output("curl -fsS --max-time 10 %s", url)
+
+
+def metric_value(text, name):
+    """The value of an unlabelled sample in exposition text."""
+    match = re.search(rf"^{re.escape(name)}\s+(\S+)$", text, re.MULTILINE)
+    assert match, f"{name} not found"
+    return float(match.group(1))
+
+
+def file_checksums(host, directory):
+    """{path: sha256} of every file under a directory of the target."""
+    output = host.check_output(
+        "find %s -type f -exec sha256sum {} + | sort -k 2", shlex.quote(directory)
+    )
+    return {line.split()[1]: line.split()[0] for line in output.splitlines()}
+
+
+def wait_for(check, timeout=120, interval=2, what="condition"):
+    """Poll `check()` until it returns a truthy value; return that value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
