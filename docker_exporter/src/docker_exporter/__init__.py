@@ -1,0 +1,3 @@
+"""Prometheus exporter for per-container Docker state."""
+
+__version__ = "1.0.0"

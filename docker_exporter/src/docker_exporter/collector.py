@@ -1,0 +1,127 @@
+"""The Prometheus collector: one engine scrape per ``collect()``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from docker_exporter.engine import CALLS, EngineScraper, ScrapeFailed
+from docker_exporter.parsing import HEALTH_STATUSES, LABEL_NAMES, STATES, Container
+
+_LABELS = list(LABEL_NAMES)
+
+
+def _gauge(name: str, documentation: str, extra: Iterable[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=[*_LABELS, *extra])
+
+
+def container_metrics(containers: list[Container]) -> list[Metric]:
+    """The per-container metric families for one scrape's containers."""
+    state = _gauge(
+        "docker_container_state",
+        "1 for the container's current state, 0 for the Engine's other states.",
+        ["state"],
+    )
+    health = _gauge(
+        "docker_container_health_status",
+        "1 for the container's current health status (none: no healthcheck), 0 for the others.",
+        ["health"],
+    )
+    exit_code = _gauge("docker_container_exit_code", "State.ExitCode of the last run.")
+    oom_killed = _gauge(
+        "docker_container_oom_killed", "1 if the last run was killed for lack of memory."
+    )
+    restarts = _gauge(
+        "docker_container_restart_count",
+        "Restarts done by the Engine's restart policy (inspect's RestartCount).",
+    )
+    started = _gauge(
+        "docker_container_start_time_seconds",
+        "When the container last started, Unix seconds; absent if it never started.",
+    )
+    finished = _gauge(
+        "docker_container_finish_time_seconds",
+        "When the container last stopped, Unix seconds; absent if it never stopped.",
+    )
+    mounts = _gauge("docker_container_mounts", "Number of mounts (volumes, binds, tmpfs).")
+    mem_usage = _gauge(
+        "docker_container_memory_usage_bytes",
+        "Memory in use without inactive file cache, as docker stats shows it; running only.",
+    )
+    mem_limit = _gauge(
+        "docker_container_memory_limit_bytes",
+        "HostConfig.Memory, 0 when the container has no memory limit; running only.",
+    )
+    for container in containers:
+        labels = list(container.labels)
+        for value in STATES:
+            state.add_metric([*labels, value], 1.0 if container.state == value else 0.0)
+        for value in HEALTH_STATUSES:
+            health.add_metric([*labels, value], 1.0 if container.health == value else 0.0)
+        exit_code.add_metric(labels, container.exit_code)
+        oom_killed.add_metric(labels, 1.0 if container.oom_killed else 0.0)
+        restarts.add_metric(labels, container.restart_count)
+        if container.started_at is not None:
+            started.add_metric(labels, container.started_at)
+        if container.finished_at is not None:
+            finished.add_metric(labels, container.finished_at)
+        mounts.add_metric(labels, container.mounts)
+        if container.running:
+            if container.memory_usage is not None:
+                mem_usage.add_metric(labels, container.memory_usage)
+            mem_limit.add_metric(labels, container.memory_limit)
+    return [
+        state,
+        health,
+        exit_code,
+        oom_killed,
+        restarts,
+        started,
+        finished,
+        mounts,
+        mem_usage,
+        mem_limit,
+    ]
+
+
+class DockerCollector(Collector):
+    """Queries the engine on every scrape; keeps nothing between scrapes."""
+
+    def __init__(self, scraper: EngineScraper) -> None:
+        self._scraper = scraper
+
+    def describe(self) -> Iterator[Metric]:
+        # Registering must not query the engine, which collect() would do.
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        start = time.perf_counter()
+        try:
+            containers = self._scraper.scrape()
+        except ScrapeFailed:
+            up, families = 0.0, []
+        else:
+            up, families = 1.0, container_metrics(containers)
+        yield GaugeMetricFamily(
+            "docker_engine_up",
+            "1 if the last scrape got answers from the Docker engine within the deadline.",
+            value=up,
+        )
+        yield from families
+        yield GaugeMetricFamily(
+            "docker_exporter_scrape_duration_seconds",
+            "Time the last scrape of the Docker engine took.",
+            value=time.perf_counter() - start,
+        )
+        errors = CounterMetricFamily(
+            "docker_exporter_api_errors",
+            "Docker Engine API calls that failed or timed out, by call.",
+            labels=["call"],
+        )
+        counts = self._scraper.api_errors()
+        for call in CALLS:
+            errors.add_metric([call], counts[call])
+        yield errors

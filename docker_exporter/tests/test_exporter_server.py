@@ -1,0 +1,329 @@
+"""The HTTP layer: paths, listen addresses, TLS, client certificates, basic auth."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import bcrypt
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from prometheus_client import Gauge
+from prometheus_client.registry import CollectorRegistry
+
+from docker_exporter.server import ExporterServer, parse_listen_address
+from docker_exporter.webconfig import WebConfig, load_web_config
+
+PASSWORD = "correct horse"
+HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+
+
+def registry() -> CollectorRegistry:
+    reg = CollectorRegistry()
+    Gauge("dxtest_value", "A value.", registry=reg).set(42)
+    return reg
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., ExporterServer]]:
+    servers: list[ExporterServer] = []
+
+    def start(listen: str = "127.0.0.1:0", **kwargs: object) -> ExporterServer:
+        server = ExporterServer(listen, registry(), **kwargs)  # type: ignore[arg-type]
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("127.0.0.1:9417", ("127.0.0.1", 9417)),
+        ("[::1]:9417", ("::1", 9417)),
+        ("[::]:0", ("::", 0)),
+        (":9417", ("", 9417)),
+        ("localhost:80", ("localhost", 80)),
+    ],
+)
+def test_parse_listen_address(address: str, expected: tuple[str, int]) -> None:
+    assert parse_listen_address(address) == expected
+
+
+@pytest.mark.parametrize("address", ["9417", "127.0.0.1", "::1:9417", "host:port", "h:70000"])
+def test_parse_listen_address_rejects(address: str) -> None:
+    with pytest.raises(ValueError):
+        parse_listen_address(address)
+
+
+def test_paths(serve: Callable[..., ExporterServer]) -> None:
+    server = serve(telemetry_path="/custom")
+    metrics = requests.get(server.url + "/custom", timeout=10)
+    assert metrics.status_code == 200
+    assert "dxtest_value 42.0" in metrics.text
+    assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert metrics.headers.get("Content-Encoding") == "gzip"  # requests asks for it
+    openmetrics = requests.get(
+        server.url + "/custom", headers={"Accept": "application/openmetrics-text"}, timeout=10
+    )
+    assert openmetrics.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert openmetrics.text.endswith("# EOF\n")
+    landing = requests.get(server.url + "/", timeout=10)
+    assert landing.status_code == 200 and 'href="/custom"' in landing.text
+    assert requests.get(server.url + "/metrics", timeout=10).status_code == 404
+    assert requests.get(server.url + "/favicon.ico", timeout=10).status_code == 404
+
+
+def test_keep_alive(serve: Callable[..., ExporterServer]) -> None:
+    server = serve()
+    with requests.Session() as session:
+        for _ in range(3):
+            assert session.get(server.url + "/metrics", timeout=10).status_code == 200
+
+
+def test_ipv6_listen_address(serve: Callable[..., ExporterServer]) -> None:
+    if not socket.has_ipv6:
+        pytest.fail("this machine has no IPv6 loopback; the exporter must support [::1]")
+    server = serve("[::1]:0")
+    assert server.url.startswith("http://[::1]:")
+    response = requests.get(server.url + "/metrics", timeout=10)
+    assert response.status_code == 200 and "dxtest_value" in response.text
+
+
+def test_basic_auth(serve: Callable[..., ExporterServer]) -> None:
+    server = serve(web_config=WebConfig(users={"prometheus": HASH.encode()}))
+    for path in ("/metrics", "/", "/nothing"):
+        anonymous = requests.get(server.url + path, timeout=10)
+        assert anonymous.status_code == 401
+        assert anonymous.headers["WWW-Authenticate"] == "Basic"
+    assert (
+        requests.get(server.url + "/metrics", auth=("prometheus", "nope"), timeout=10).status_code
+        == 401
+    )
+    assert (
+        requests.get(server.url + "/metrics", auth=("root", PASSWORD), timeout=10).status_code
+        == 401
+    )
+    good = requests.get(server.url + "/metrics", auth=("prometheus", PASSWORD), timeout=10)
+    assert good.status_code == 200 and "dxtest_value 42.0" in good.text
+
+
+def test_extra_headers(serve: Callable[..., ExporterServer], tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text("http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n")
+    server = serve(web_config=load_web_config(str(path)))
+    assert requests.get(server.url + "/", timeout=10).headers["X-Content-Type-Options"] == "nosniff"
+
+
+# TLS ---------------------------------------------------------------------
+
+
+@dataclass
+class Certs:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    stranger_cert: Path
+    stranger_key: Path
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    *,
+    ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (name, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        )
+    if issuer:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
+            critical=False,
+        )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+def _write_cert(cert: x509.Certificate, path: Path) -> Path:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    directory = tmp_path_factory.mktemp("certs")
+    ca_key = _key()
+    ca = _cert("dxtest CA", ca_key, None, ca=True)
+    server_key, client_key, stranger_key = _key(), _key(), _key()
+    return Certs(
+        ca=_write_cert(ca, directory / "ca.crt"),
+        server_cert=_write_cert(
+            _cert("localhost", server_key, (ca, ca_key), server=True), directory / "server.crt"
+        ),
+        server_key=_write_key(server_key, directory / "server.key"),
+        client_cert=_write_cert(
+            _cert("prometheus", client_key, (ca, ca_key)), directory / "client.crt"
+        ),
+        client_key=_write_key(client_key, directory / "client.key"),
+        stranger_cert=_write_cert(
+            _cert("stranger", stranger_key, None), directory / "stranger.crt"
+        ),
+        stranger_key=_write_key(stranger_key, directory / "stranger.key"),
+    )
+
+
+def _web_config(directory: Path, text: str) -> WebConfig:
+    path = directory / "web-config.yml"
+    path.write_text(text)
+    return load_web_config(str(path))
+
+
+def test_tls(serve: Callable[..., ExporterServer], certs: Certs) -> None:
+    # File names relative to the config file, as exporter-toolkit resolves them.
+    config = _web_config(
+        certs.ca.parent, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+    )
+    server = serve(web_config=config)
+    assert server.url.startswith("https://127.0.0.1:")
+    response = requests.get(server.url + "/metrics", verify=str(certs.ca), timeout=10)
+    assert response.status_code == 200 and "dxtest_value 42.0" in response.text
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(server.url + "/metrics", timeout=10)  # not trusted without the CA
+    plain = server.url.replace("https://", "http://") + "/metrics"
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(plain, timeout=10)
+
+
+def test_tls_min_version(serve: Callable[..., ExporterServer], certs: Certs) -> None:
+    config = _web_config(
+        certs.ca.parent,
+        f"tls_server_config:\n  cert_file: {certs.server_cert}\n  key_file: {certs.server_key}\n"
+        "  min_version: TLS13\n",
+    )
+    server = serve(web_config=config)
+    host, port = server.server_address[:2]
+
+    def handshake(maximum: ssl.TLSVersion) -> str:
+        context = ssl.create_default_context(cafile=str(certs.ca))
+        context.maximum_version = maximum
+        with (
+            socket.create_connection((host, port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            return tls.version() or ""
+
+    assert handshake(ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        handshake(ssl.TLSVersion.TLSv1_2)
+
+
+def test_tls_client_certificates(serve: Callable[..., ExporterServer], certs: Certs) -> None:
+    config = _web_config(
+        certs.ca.parent,
+        f"tls_server_config:\n  cert_file: {certs.server_cert}\n  key_file: {certs.server_key}\n"
+        f"  client_ca_file: {certs.ca}\n  client_auth_type: RequireAndVerifyClientCert\n",
+    )
+    server = serve(web_config=config)
+    url = server.url + "/metrics"
+    good = requests.get(
+        url, verify=str(certs.ca), cert=(str(certs.client_cert), str(certs.client_key)), timeout=10
+    )
+    assert good.status_code == 200
+    for cert in (None, (str(certs.stranger_cert), str(certs.stranger_key))):
+        with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+            requests.get(url, verify=str(certs.ca), cert=cert, timeout=10)
+
+
+def test_tls_with_basic_auth(serve: Callable[..., ExporterServer], certs: Certs) -> None:
+    config = _web_config(
+        certs.ca.parent,
+        f"tls_server_config:\n  cert_file: {certs.server_cert}\n  key_file: {certs.server_key}\n"
+        f"basic_auth_users:\n  prometheus: '{HASH}'\n",
+    )
+    server = serve(web_config=config)
+    url = server.url + "/metrics"
+    assert requests.get(url, verify=str(certs.ca), timeout=10).status_code == 401
+    response = requests.get(url, verify=str(certs.ca), auth=("prometheus", PASSWORD), timeout=10)
+    assert response.status_code == 200
+
+
+def test_stalled_tls_client_does_not_block_others(
+    serve: Callable[..., ExporterServer], certs: Certs
+) -> None:
+    config = _web_config(
+        certs.ca.parent,
+        f"tls_server_config:\n  cert_file: {certs.server_cert}\n  key_file: {certs.server_key}\n",
+    )
+    server = serve(web_config=config)
+    host, port = server.server_address[:2]
+    with socket.create_connection((host, port), timeout=10):  # connects, never says hello
+        response = requests.get(server.url + "/metrics", verify=str(certs.ca), timeout=5)
+        assert response.status_code == 200

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Build the Docker exporter's install bundle on the controller.
+
+    build_bundle.py SOURCE_DIR OUTPUT PYTHON_VERSION ARCHITECTURE [PIP_ARG ...]
+
+Writes OUTPUT, a .tar.gz of wheels: the exporter built from SOURCE_DIR and
+every dependency pinned in SOURCE_DIR/requirements.lock, for CPython
+PYTHON_VERSION (e.g. 3.11) on ARCHITECTURE (e.g. x86_64), so that targets
+install it with `pip install --no-index` and need no index of their own.
+The archive is byte-for-byte reproducible (sorted, fixed times and owners):
+the same inputs give the same checksum, so copying it again changes nothing.
+Extra arguments go to pip (e.g. --index-url of a mirror).
+"""
+
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+
+def pip(*args):
+    # Wheels built here carry this date in their zip entries, not today's.
+    env = dict(os.environ, SOURCE_DATE_EPOCH="315532800")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
+        check=True,
+        env=env,
+    )
+
+
+def main():
+    source, output, python_version, architecture, *pip_args = sys.argv[1:]
+    platforms = [f"manylinux_2_{n}_{architecture}" for n in (28, 17)] + [
+        f"manylinux2014_{architecture}"
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        wheels = Path(tmp) / "wheels"
+        pip(
+            "download",
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            python_version,
+            *[f"--platform={p}" for p in platforms],
+            "-r",
+            str(Path(source) / "requirements.lock"),
+            "-d",
+            str(wheels),
+            *pip_args,
+        )
+        # From a clean copy: setuptools leaves build/ and *.egg-info in the
+        # tree it builds, and would ship a stale build/lib next time.
+        clean = Path(tmp) / "source"
+        shutil.copytree(
+            source,
+            clean,
+            ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests", "bench"),
+        )
+        pip("wheel", "--no-deps", "-w", str(wheels), str(clean), *pip_args)
+
+        # Built under a unique name and renamed: hosts building the same
+        # bundle at once never see a half-written one.
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".partial-", dir=Path(output).parent)
+        partial = Path(name)
+        with (
+            os.fdopen(fd, "wb") as raw,
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            for wheel in sorted(wheels.iterdir()):
+                info = tar.gettarinfo(wheel, arcname=wheel.name)
+                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+                info.mode = 0o644
+                with wheel.open("rb") as handle:
+                    tar.addfile(info, handle)
+        partial.chmod(0o644)
+        partial.replace(output)
+
+
+if __name__ == "__main__":
+    main()
