@@ -252,6 +252,46 @@ def _redis_instance(host, target, single):
     return f"{host}:{port}"
 
 
+def _enabled(spec):
+    return str(spec.get("enabled", True)).lower() not in ("false", "0", "no", "")
+
+
+def _check_reachable(spec, host, address, local_host):
+    if local_host and host != local_host and str(address).startswith(("127.", "::1", "localhost")):
+        raise AnsibleFilterError(
+            f"{host} is scraped by {local_host} for job {spec['job_name']}, but its "
+            f"monitoring_address is {address}: set monitoring_address for {host} "
+            f"to an address {local_host} can reach"
+        )
+
+
+def _host_static_configs(spec, host, host_vars, address):
+    """The static_configs entries of one host for one job spec."""
+    labels = {**_plain(host_vars.get("monitoring_labels", {})), "instance": host}
+    exporter = _host_port(address, host_vars.get(spec.get("port_variable"), spec.get("port")))
+    if "targets_variable" not in spec:
+        return [{"targets": [exporter], "labels": labels}]
+    targets = _plain(host_vars.get(spec["targets_variable"], spec["default_targets"]))
+    entries = []
+    for index, target in enumerate(targets):
+        target_labels = {**labels, "instance": _redis_instance(host, target, len(targets) == 1)}
+        if spec.get("scrape_database"):
+            port = urlsplit(target["address"]).port or 6379
+            entries.append({"targets": [_host_port(address, port)], "labels": target_labels})
+        elif index == 0:
+            # The exporter's own target, on its /metrics: only there does
+            # redis_exporter report the real scrape error (a WRONGPASS, a TLS
+            # failure), which the DragonflyDB alerts read.
+            entries.append({"targets": [exporter], "labels": target_labels})
+        else:
+            extra = {
+                "__metrics_path__": spec["multi_target_path"],
+                "__param_target": target["address"],
+            }
+            entries.append({"targets": [exporter], "labels": {**target_labels, **extra}})
+    return entries
+
+
 def prometheus_scrape_configs(job_specs, groups, hostvars, local_host=None):
     """Scrape jobs for the stack's own components, generated from the inventory.
 
@@ -259,42 +299,19 @@ def prometheus_scrape_configs(job_specs, groups, hostvars, local_host=None):
     component's port; every host of the group becomes one target at its
     `monitoring_address` (default 127.0.0.1), labelled `instance=<inventory
     hostname>` plus the host's `monitoring_labels`. A spec with
-    `targets_variable` scrapes an exporter in multi-target mode (one target per
-    item of that host variable, through `metrics_path`?target=).
+    `targets_variable` scrapes an exporter for each item of that host
+    variable: the first on its own /metrics, the others in multi-target mode
+    (`multi_target_path`?target=); or, with `scrape_database`, each item
+    directly at its own port. A spec whose `enabled` is false is left out.
     """
     configs = []
-    for spec in _plain(job_specs):
+    for spec in filter(_enabled, _plain(job_specs)):
         static_configs = []
         for host in groups.get(spec["group"], []):
             host_vars = hostvars[host]
             address = host_vars.get("monitoring_address", "127.0.0.1")
-            if (
-                local_host
-                and host != local_host
-                and str(address).startswith(("127.", "::1", "localhost"))
-            ):
-                raise AnsibleFilterError(
-                    f"{host} is scraped by {local_host} for job {spec['job_name']}, but its "
-                    f"monitoring_address is {address}: set monitoring_address for {host} "
-                    f"to an address {local_host} can reach"
-                )
-            port = host_vars.get(spec["port_variable"], spec["port"])
-            labels = {**_plain(host_vars.get("monitoring_labels", {})), "instance": host}
-            if "targets_variable" in spec:
-                targets = _plain(host_vars.get(spec["targets_variable"], spec["default_targets"]))
-                for target in targets:
-                    static_configs.append(
-                        {
-                            "targets": [_host_port(address, port)],
-                            "labels": {
-                                **labels,
-                                "instance": _redis_instance(host, target, len(targets) == 1),
-                                "__param_target": target["address"],
-                            },
-                        }
-                    )
-            else:
-                static_configs.append({"targets": [_host_port(address, port)], "labels": labels})
+            _check_reachable(spec, host, address, local_host)
+            static_configs += _host_static_configs(spec, host, host_vars, address)
         if not static_configs:
             continue
         config = {"job_name": spec["job_name"]}

@@ -343,7 +343,10 @@ def main():
         finally:
             shutil.rmtree(staging_root, ignore_errors=True)
         if failure:
-            output = (failure["stderr"] or failure["stdout"]).strip()
+            # amtool gives the reason on stdout and a summary on stderr; show both.
+            output = " ".join(
+                text.strip() for text in (failure["stdout"], failure["stderr"]) if text.strip()
+            )
             module.fail_json(
                 msg=f"the new configuration is invalid, nothing was changed: "
                 f"`{failure['cmd']}` exited {failure['rc']}: {output}",

@@ -183,7 +183,7 @@ SPECS = [
         "group": "dragonflydb_hosts",
         "port_variable": "dragonflydb_exporter_port",
         "port": 9121,
-        "metrics_path": "/scrape",
+        "multi_target_path": "/scrape",
         "targets_variable": "dragonflydb_exporter_targets",
         "default_targets": [{"address": "redis://127.0.0.1:6379"}],
     },
@@ -231,12 +231,37 @@ class TestScrapeConfigs:
 
         (config,) = prometheus.prometheus_scrape_configs(SPECS, groups, hostvars)
 
-        assert config["metrics_path"] == "/scrape"
+        assert "metrics_path" not in config
         assert [c["labels"] for c in config["static_configs"]] == [
-            {"instance": "db1", "__param_target": "redis://127.0.0.1:6379"},
-            {"instance": "db2:6379", "__param_target": "redis://127.0.0.1:6379"},
-            {"instance": "db2:6380", "__param_target": "rediss://127.0.0.1:6380"},
+            {"instance": "db1"},
+            {"instance": "db2:6379"},
+            {
+                "instance": "db2:6380",
+                "__metrics_path__": "/scrape",
+                "__param_target": "rediss://127.0.0.1:6380",
+            },
         ]
+
+    def test_native_database_metrics_scrape_each_database_at_its_port(self):
+        native = {
+            "job_name": "dragonfly",
+            "group": "dragonflydb_hosts",
+            "enabled": True,
+            "scrape_database": True,
+            "targets_variable": "dragonflydb_exporter_targets",
+            "default_targets": [{"address": "redis://127.0.0.1:6379"}],
+        }
+        groups = {"dragonflydb_hosts": ["db1"]}
+        hostvars = {"db1": {"monitoring_address": "192.0.2.20"}}
+
+        (config,) = prometheus.prometheus_scrape_configs([native], groups, hostvars)
+
+        assert config == {
+            "job_name": "dragonfly",
+            "static_configs": [{"targets": ["192.0.2.20:6379"], "labels": {"instance": "db1"}}],
+        }
+        disabled = dict(native, enabled=False)
+        assert prometheus.prometheus_scrape_configs([disabled], groups, hostvars) == []
 
     def test_a_remote_host_on_loopback_is_an_error_naming_the_fix(self):
         groups = {"exporters": ["mon1", "app1"]}
