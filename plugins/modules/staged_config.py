@@ -27,7 +27,9 @@ options:
   files:
     description:
       - Wanted files, by path relative to I(dest). A value is the file's text, or a
-        mapping with C(content) and optional C(mode), C(owner) and C(group) for that file.
+        mapping with C(content) and optional C(mode), C(owner), C(group) for that file, and
+        C(diff=false) for a file whose content must never be shown (a secret, whose old
+        value is as secret as its new one and known to no mask).
     type: dict
     default: {}
   validate:
@@ -59,9 +61,24 @@ options:
     type: raw
     default: "0644"
   directory_mode:
-    description: Mode of directories the module creates.
+    description: Mode of I(dest) and of directories the module creates in it.
     type: raw
     default: "0755"
+  directory_owner:
+    description: Owner of I(dest) and of directories the module creates in it.
+    type: str
+    default: root
+  directory_group:
+    description: Group of I(dest) and of directories the module creates in it.
+    type: str
+    default: root
+  owned:
+    description:
+      - Subdirectories of I(dest) that hold only wanted files. Any other file in them is
+        removed, marked or not. For files that can carry no marker, such as secrets.
+    type: list
+    elements: str
+    default: []
   secrets:
     description:
       - Values that occur in the files and must never be shown; they are masked in the
@@ -95,6 +112,10 @@ changed_files:
   type: list
   elements: str
   sample: [rules/system.yml]
+directory_changed:
+  description: Whether I(dest) was created or its owner, group or mode corrected.
+  returned: always
+  type: bool
 removed_files:
   description: Files (relative to I(dest)) that were pruned.
   returned: always
@@ -138,6 +159,7 @@ class WantedFile:
             content, spec = spec, {}
         self.relpath = relpath
         self.content = str(content).encode("utf-8")
+        self.show_diff = bool(spec.get("diff", True))
         self.mode = _parse_mode(spec.get("mode", defaults["mode"]))
         self.uid = _lookup_id(
             pwd.getpwnam, "user", spec.get("owner", defaults["owner"]), check_mode
@@ -193,10 +215,37 @@ def _attributes_differ(path, wanted):
     return (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (wanted.mode, wanted.uid, wanted.gid)
 
 
-def _write_atomically(path, wanted, directory_mode):
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=directory_mode, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".staged-", dir=directory)
+class WantedDirectory:
+    """Attributes of dest and of the directories created in it."""
+
+    def __init__(self, params, check_mode):
+        self.mode = _parse_mode(params["directory_mode"])
+        self.uid = _lookup_id(pwd.getpwnam, "user", params["directory_owner"], check_mode)
+        self.gid = _lookup_id(grp.getgrnam, "group", params["directory_group"], check_mode)
+
+    def differs(self, path):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return True
+        return (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (self.mode, self.uid, self.gid)
+
+    def ensure(self, path):
+        """Create path (and missing parents inside it) with these attributes."""
+        if not os.path.isdir(path):
+            parent = os.path.dirname(path)
+            if not os.path.isdir(parent):
+                self.ensure(parent)
+            os.mkdir(path)
+        os.chown(path, self.uid, self.gid)
+        os.chmod(path, self.mode)
+
+
+def _write_atomically(path, wanted, directory):
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        directory.ensure(parent)
+    fd, tmp = tempfile.mkstemp(prefix=".staged-", dir=parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(wanted.content)
@@ -211,7 +260,13 @@ def _write_atomically(path, wanted, directory_mode):
         raise
 
 
-def plan(dest, wanted, prune, marker):
+def _all_files(dest):
+    for root, _dirs, names in os.walk(dest):
+        for name in names:
+            yield os.path.relpath(os.path.join(root, name), dest)
+
+
+def plan(dest, wanted, prune, marker, owned=()):
     """Work out what differs: (content changes, attribute-only changes, files to prune)."""
     content_changes, attribute_changes = [], []
     for item in wanted.values():
@@ -226,12 +281,23 @@ def plan(dest, wanted, prune, marker):
             relpath = os.path.relpath(path, dest)
             if relpath not in wanted and os.path.isfile(path) and _carries_marker(path, marker):
                 to_prune.append(relpath)
+    for subdirectory in owned:
+        root = os.path.join(dest, subdirectory)
+        if os.path.isdir(root):
+            to_prune += [
+                os.path.normpath(os.path.join(subdirectory, relpath))
+                for relpath in _all_files(root)
+                if os.path.normpath(os.path.join(subdirectory, relpath)) not in wanted
+            ]
     return content_changes, attribute_changes, sorted(set(to_prune))
 
 
 def stage(dest, content_changes, to_prune, directory_mode):
     """Copy the live tree next to dest and apply the changes there; return its path."""
+    # Next to dest (same filesystem), or next to its closest existing ancestor.
     parent = os.path.dirname(os.path.abspath(dest))
+    while not os.path.isdir(parent):
+        parent = os.path.dirname(parent)
     staging_root = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.staging-", dir=parent)
     staged = os.path.join(staging_root, os.path.basename(dest))
     if os.path.isdir(dest):
@@ -271,25 +337,27 @@ def validate(module, commands, staged, dest):
     return results, None
 
 
-def build_diff(dest, content_changes, to_prune):
+HIDDEN = "(content not shown)\n"
+
+
+def build_diff(dest, content_changes, to_prune, hidden):
+    """Diffs of the changes; files in `hidden` (relative paths) show no content."""
     diff = []
     for item in content_changes:
-        before = _read(os.path.join(dest, item.relpath))
-        diff.append(
-            {
-                "before_header": os.path.join(dest, item.relpath),
-                "after_header": os.path.join(dest, item.relpath),
-                "before": (before or b"").decode("utf-8", "replace"),
-                "after": item.content.decode("utf-8", "replace"),
-            }
-        )
+        path = os.path.join(dest, item.relpath)
+        before = (_read(path) or b"").decode("utf-8", "replace")
+        after = item.content.decode("utf-8", "replace")
+        if item.relpath in hidden:
+            before, after = (HIDDEN if before else ""), HIDDEN
+        diff.append({"before_header": path, "after_header": path, "before": before, "after": after})
     for relpath in to_prune:
         path = os.path.join(dest, relpath)
+        before = HIDDEN if relpath in hidden else (_read(path) or b"").decode("utf-8", "replace")
         diff.append(
             {
                 "before_header": path,
                 "after_header": path + " (removed)",
-                "before": (_read(path) or b"").decode("utf-8", "replace"),
+                "before": before,
                 "after": "",
             }
         )
@@ -308,6 +376,9 @@ def main():
             "group": {"type": "str", "default": "root"},
             "mode": {"type": "raw", "default": "0644"},
             "directory_mode": {"type": "raw", "default": "0755"},
+            "directory_owner": {"type": "str", "default": "root"},
+            "directory_group": {"type": "str", "default": "root"},
+            "owned": {"type": "list", "elements": "str", "default": []},
             "secrets": {"type": "list", "elements": "str", "default": [], "no_log": True},
         },
         supports_check_mode=True,
@@ -316,25 +387,36 @@ def main():
     if params["prune"] and not params["prune_marker"]:
         module.fail_json(msg="prune needs prune_marker: only marked files may be removed")
     dest = params["dest"]
-    directory_mode = _parse_mode(params["directory_mode"])
     try:
+        directory = WantedDirectory(params, module.check_mode)
         wanted = {}
         for relpath, spec in params["files"].items():
             item = WantedFile(_safe_relpath(relpath), spec, params, module.check_mode)
             wanted[item.relpath] = item
     except ValueError as err:
         module.fail_json(msg=f"invalid files: {err}")
+    directory_mode = directory.mode
 
+    owned = [_safe_relpath(subdirectory) for subdirectory in params["owned"]]
     content_changes, attribute_changes, to_prune = plan(
-        dest, wanted, params["prune"], params["prune_marker"] or ""
+        dest, wanted, params["prune"], params["prune_marker"] or "", owned
     )
+    directory_changed = directory.differs(dest)
     result = {
-        "changed": bool(content_changes or attribute_changes or to_prune),
+        "changed": bool(content_changes or attribute_changes or to_prune or directory_changed),
         "changed_files": sorted(i.relpath for i in content_changes + attribute_changes),
         "removed_files": to_prune,
+        "directory_changed": directory_changed,
     }
     if module._diff and (content_changes or to_prune):
-        result["diff"] = build_diff(dest, content_changes, to_prune)
+        # Secret files, and whatever is pruned from owned directories, show no content.
+        hidden = {relpath for relpath, item in wanted.items() if not item.show_diff}
+        hidden |= {
+            relpath
+            for relpath in to_prune
+            if any(relpath.startswith(sub + os.sep) for sub in owned)
+        }
+        result["diff"] = build_diff(dest, content_changes, to_prune, hidden)
 
     if content_changes or to_prune:
         staging_root, staged = stage(dest, content_changes, to_prune, directory_mode)
@@ -356,8 +438,10 @@ def main():
     if module.check_mode or not result["changed"]:
         module.exit_json(**result)
 
+    if directory_changed:
+        directory.ensure(dest)
     for item in content_changes:
-        _write_atomically(os.path.join(dest, item.relpath), item, directory_mode)
+        _write_atomically(os.path.join(dest, item.relpath), item, directory)
     for item in attribute_changes:
         path = os.path.join(dest, item.relpath)
         os.chown(path, item.uid, item.gid)

@@ -2,6 +2,7 @@
 
 import alertmanager
 import pytest
+import staged
 from ansible.errors import AnsibleFilterError
 
 DEFAULTS = {"email": {"headers": {"Subject": "subject"}, "html": ""}, "webhook": {}}
@@ -82,3 +83,10 @@ def test_mistakes_are_named_without_showing_values(receiver, message):
     with pytest.raises(AnsibleFilterError, match=message) as failure:
         convert([receiver])
     assert "secret.example.com" not in str(failure.value)
+
+
+def test_secret_files_are_staged_without_diff():
+    assert staged.secret_files({"smtp": "p4ss"}, "secrets") == {
+        "secrets/smtp": {"content": "p4ss", "diff": False}
+    }
+    assert staged.secret_files({"a": 1}) == {"a": {"content": "1", "diff": False}}

@@ -169,3 +169,46 @@ def test_prune_needs_a_marker_but_plain_writes_do_not(live):
         staged_config, {"dest": str(live), "files": {"prometheus.yml": PROMETHEUS_YML}}
     )
     assert result["changed"] is False
+
+
+def test_dest_is_created_and_kept_with_the_directory_attributes(tmp_path):
+    dest = tmp_path / "alertmanager" / "secrets"
+    args = {
+        "dest": str(dest),
+        "files": {"smtp": "p4ss"},
+        "directory_mode": "0750",
+        "mode": "0640",
+        "secrets": ["p4ss"],
+    }
+
+    first = run_module(staged_config, args)
+    os.chmod(dest, 0o755)
+    second = run_module(staged_config, args)
+    third = run_module(staged_config, args)
+
+    assert first["directory_changed"] and first["changed_files"] == ["smtp"]
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o750
+    assert second["changed"] and second["directory_changed"] and not second["changed_files"]
+    assert third["changed"] is False
+
+
+def test_owned_directories_keep_only_wanted_files_and_never_show_secrets(tmp_path):
+    dest = tmp_path / "alertmanager"
+    (dest / "secrets").mkdir(parents=True)
+    (dest / "secrets" / "old.password").write_text("old-secret")
+    (dest / "operator.txt").write_text("mine")
+    files = {
+        "alertmanager.yml": "password_file: secrets/smtp\n",
+        "secrets/smtp": {"content": "new-secret", "diff": False, "mode": "0640"},
+    }
+
+    result = run_module(
+        staged_config, {"dest": str(dest), "files": files, "owned": ["secrets"]}, diff=True
+    )
+
+    assert result["removed_files"] == ["secrets/old.password"]
+    assert sorted(p.name for p in (dest / "secrets").iterdir()) == ["smtp"]
+    assert (dest / "operator.txt").exists()
+    shown = repr(result["diff"])
+    assert "old-secret" not in shown and "new-secret" not in shown
+    assert "password_file: secrets/smtp" in shown

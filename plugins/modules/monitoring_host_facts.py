@@ -1,0 +1,159 @@
+#!/usr/bin/python
+"""One look at a host: what the stack's roles would otherwise ask in many calls."""
+
+DOCUMENTATION = r"""
+---
+module: monitoring_host_facts
+short_description: Installed packages, users, groups and systemd services of a host, in one call
+description:
+  - Returns, as the fact C(monitoring_host), what the roles need to skip work that is
+    already in place. That is the installed Debian packages and their versions, system
+    users and groups, the state of every systemd service, the checksums of the unit files
+    under C(/etc/systemd/system), the Python version and the CPU architecture.
+  - One module run replaces a package install, a user, a unit file and a service check per
+    service that would otherwise each cost a round trip to the host.
+  - Read-only; runs the same in check mode.
+options: {}
+notes:
+  - Without systemd (a plain container), C(services) is empty.
+author: prometheus-alerting
+"""
+
+EXAMPLES = r"""
+- name: Look at the host once
+  monitoring_host_facts:
+  when: ansible_facts.monitoring_host is undefined
+
+- name: Install the package unless it is there
+  ansible.builtin.apt:
+    name: prometheus
+  when: "'prometheus' not in ansible_facts.monitoring_host.packages"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts about the host.
+  returned: always
+  type: dict
+  contains:
+    monitoring_host:
+      description: The host's state.
+      type: dict
+      contains:
+        packages:
+          description: Installed packages and their versions.
+          type: dict
+          sample: {prometheus: 2.42.0+ds-5+deb12u1}
+        users:
+          description: Names of the host's users.
+          type: list
+          elements: str
+        groups:
+          description: Group names and their IDs.
+          type: dict
+          sample: {docker: 108}
+        services:
+          description: Every systemd service unit with whether it is active and enabled.
+          type: dict
+          sample: {prometheus.service: {active: true, enabled: true}}
+        unit_files:
+          description: SHA-1 of each unit file in /etc/systemd/system.
+          type: dict
+          sample: {/etc/systemd/system/prometheus.service: 3b5d...}
+        python_version:
+          description: Major and minor version of the Python that runs modules.
+          type: str
+          sample: "3.11"
+        architecture:
+          description: CPU architecture, as uname -m gives it.
+          type: str
+          sample: x86_64
+"""
+
+import glob
+import grp
+import hashlib
+import os
+import platform
+import pwd
+import shutil
+import sys
+
+from ansible.module_utils.basic import AnsibleModule
+
+UNIT_DIR = "/etc/systemd/system"
+
+
+def installed_packages(module):
+    rc, out, _err = module.run_command(
+        ["dpkg-query", "-W", "-f", "${db:Status-Status} ${Package} ${Version}\\n"]
+    )
+    if rc != 0:
+        return {}
+    packages = {}
+    for line in out.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0] == "installed":
+            packages[parts[1]] = parts[2]
+    return packages
+
+
+def services(module):
+    """{unit: {active, enabled}} from two systemctl calls; {} without systemd."""
+    if not shutil.which("systemctl") or not os.path.isdir("/run/systemd/system"):
+        return {}
+    states = {}
+    rc, out, _err = module.run_command(
+        [
+            "systemctl",
+            "list-units",
+            "--type=service",
+            "--all",
+            "--plain",
+            "--no-legend",
+            "--no-pager",
+        ]
+    )
+    if rc == 0:
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) >= 3:
+                states[fields[0]] = {"active": fields[2] == "active", "enabled": False}
+    rc, out, _err = module.run_command(
+        ["systemctl", "list-unit-files", "--type=service", "--plain", "--no-legend", "--no-pager"]
+    )
+    if rc == 0:
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) >= 2:
+                entry = states.setdefault(fields[0], {"active": False, "enabled": False})
+                entry["enabled"] = fields[1] == "enabled"
+    return states
+
+
+def unit_file_checksums():
+    checksums = {}
+    for path in sorted(glob.glob(os.path.join(UNIT_DIR, "*.service"))):
+        if os.path.isfile(path) and not os.path.islink(path):
+            with open(path, "rb") as handle:
+                # SHA-1, as Ansible checksums files: comparable with checksum filters.
+                checksums[path] = hashlib.sha1(handle.read()).hexdigest()
+    return checksums
+
+
+def main():
+    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+    facts = {
+        "packages": installed_packages(module),
+        "users": sorted(entry.pw_name for entry in pwd.getpwall()),
+        "groups": {entry.gr_name: entry.gr_gid for entry in grp.getgrall()},
+        "services": services(module),
+        "unit_files": unit_file_checksums(),
+        "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
+        "architecture": platform.machine(),
+    }
+    module.exit_json(changed=False, ansible_facts={"monitoring_host": facts})
+
+
+if __name__ == "__main__":
+    main()
