@@ -15,7 +15,7 @@ def test_service_runs_enabled_under_the_roles_unit(host):
     assert service.is_running
     assert service.is_enabled
     unit = host.file("/etc/systemd/system/prometheus-node-exporter.service")
-    assert unit.contains("Ansible managed")
+    assert unit.contains("Managed by Ansible")
     assert unit.contains("NoNewPrivileges=yes")
 
 

@@ -12,6 +12,7 @@ from molecule_helpers import (
     get_text,
     metric_value,
     run_playbook,
+    wait_for,
 )
 
 API = "http://127.0.0.1:9090"
@@ -94,7 +95,14 @@ def test_runs_as_prometheus_with_lifecycle_on_loopback(host):
 
 
 def test_every_alert_is_loaded_and_healthy(host):
-    rules = loaded_rules(host)
+    # Health is "unknown" until a group's first evaluation.
+    rules = wait_for(
+        lambda: (
+            (r := loaded_rules(host)) and all(x["health"] != "unknown" for x in r.values()) and r
+        ),
+        timeout=60,
+        what="every rule evaluated once",
+    )
 
     assert set(rules) == rule_file_alerts(host)
     assert set(rules) >= SEED_ALERTS | ADDED_ALERTS
@@ -108,8 +116,12 @@ def test_scrape_jobs_are_generated_from_the_inventory(host):
     targets = get_json(host, f"{API}/api/v1/targets")["data"]["activeTargets"]
     jobs = {target["labels"]["job"] for target in targets}
     assert {"node-exporter", "docker-exporter", "dragonflydb", "alertmanager", "prometheus"} <= jobs
-    prometheus_target = next(t for t in targets if t["labels"]["job"] == "prometheus")
-    assert prometheus_target["health"] == "up"
+
+    def itself_up():
+        targets = get_json(host, f"{API}/api/v1/targets")["data"]["activeTargets"]
+        return next(t for t in targets if t["labels"]["job"] == "prometheus")["health"] == "up"
+
+    wait_for(itself_up, timeout=60, what="Prometheus scraping itself")
 
 
 def test_rules_tag_changes_one_threshold_and_reloads_without_restart(host):

@@ -1,0 +1,271 @@
+"""The whole stack from site.yml: targets up, rules healthy, real faults travel
+to the receiver and back, and the tag contract holds."""
+
+import subprocess
+import time
+import uuid
+
+import pytest
+from molecule_helpers import (
+    changed_tasks,
+    file_checksums,
+    get_json,
+    get_text,
+    metric_value,
+    recap,
+    run_playbook,
+    wait_for,
+)
+
+PROMETHEUS = "http://127.0.0.1:9090"
+ALERTMANAGER = "http://127.0.0.1:9093"
+RECEIVER = "http://127.0.0.1:8080/notifications"
+SITE = "molecule/stack/converge.yml"
+CONFIG_DIRS = ("/etc/prometheus", "/etc/alertmanager", "/etc/prometheus-redis-exporter")
+UNITS = "/etc/systemd/system"
+
+
+def notifications(host, alertname, status):
+    """Alerts named `alertname` with `status` in what the receiver recorded."""
+    found = []
+    for record in get_json(host, RECEIVER):
+        for alert in record["body"]["alerts"]:
+            if alert["labels"].get("alertname") == alertname and alert["status"] == status:
+                found.append((record, alert))
+    return found
+
+
+def firing_alerts(host, alertname):
+    alerts = get_json(host, f"{PROMETHEUS}/api/v1/alerts")["data"]["alerts"]
+    return [a for a in alerts if a["labels"]["alertname"] == alertname and a["state"] == "firing"]
+
+
+def main_pid(host, unit):
+    return host.check_output("systemctl show -P MainPID %s", unit)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def targets_up(host):
+    """Every scrape target is up before any test provokes a fault."""
+
+    def all_up():
+        targets = get_json(host, f"{PROMETHEUS}/api/v1/targets")["data"]["activeTargets"]
+        down = [t["scrapeUrl"] for t in targets if t["health"] != "up"]
+        return targets if targets and not down else None
+
+    return wait_for(all_up, timeout=90, what="every target up")
+
+
+def test_every_scrape_target_is_up(targets_up):
+    jobs = {target["labels"]["job"] for target in targets_up}
+    assert jobs == {
+        "node-exporter",
+        "docker-exporter",
+        "dragonflydb",
+        "alertmanager",
+        "prometheus",
+        "trading-bot",
+        "data-consumer",
+    }
+
+
+def test_every_rule_group_is_loaded_and_healthy(host):
+    groups = get_json(host, f"{PROMETHEUS}/api/v1/rules")["data"]["groups"]
+
+    assert {group["name"] for group in groups} == {
+        "trading-bot.rules",
+        "data-consumer.rules",
+        "system-resources.rules",
+        "docker-services.rules",
+        "dragonflydb.rules",
+        "monitoring-pipeline.rules",
+    }
+    unhealthy = [
+        (r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"
+    ]
+    assert not unhealthy
+
+
+def test_only_the_watchdog_fires_on_a_healthy_stack(host):
+    def quiet():
+        alerts = get_json(host, f"{PROMETHEUS}/api/v1/alerts")["data"]["alerts"]
+        names = {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
+        return names if names == {"Watchdog"} else None
+
+    wait_for(quiet, timeout=60, what="only the Watchdog firing")
+
+
+def test_stopped_node_exporter_pages_and_recovers(host):
+    started = time.monotonic()
+    host.run_expect([0], "systemctl stop prometheus-node-exporter")
+    try:
+        record, alert = wait_for(
+            lambda: next(iter(notifications(host, "NodeExporterDown", "firing")), None),
+            timeout=120,
+            what="NodeExporterDown at the receiver",
+        )
+        print(
+            f"NodeExporterDown reached the receiver {time.monotonic() - started:.0f} s "
+            "after node_exporter stopped"
+        )
+    finally:
+        host.run_expect([0], "systemctl start prometheus-node-exporter")
+
+    assert record["path"] == "/webhooks/critical"
+    assert record["body"]["receiver"] == "critical-alerts"
+    assert alert["labels"]["severity"] == "critical"
+    assert alert["labels"]["service"] == "system"
+    assert alert["labels"]["job"] == "node-exporter"
+    assert alert["annotations"]["summary"] == "node_exporter is down"
+    assert alert["annotations"]["description"].startswith(
+        "Prometheus cannot scrape node_exporter on "
+    )
+    assert alert["annotations"]["runbook_url"].endswith("#nodeexporterdown")
+
+    record, alert = wait_for(
+        lambda: next(iter(notifications(host, "NodeExporterDown", "resolved")), None),
+        timeout=120,
+        what="the resolved NodeExporterDown at the receiver",
+    )
+    assert record["body"]["receiver"] == "critical-alerts"
+    assert alert["labels"]["job"] == "node-exporter"
+
+
+def test_stopped_redis_raises_the_dragonflydb_connection_alert(host):
+    host.run_expect([0], "systemctl stop redis-server")
+    try:
+        _record, alert = wait_for(
+            lambda: next(iter(notifications(host, "DragonflyDBConnectionFailure", "firing")), None),
+            timeout=120,
+            what="DragonflyDBConnectionFailure at the receiver",
+        )
+    finally:
+        host.run_expect([0], "systemctl start redis-server")
+
+    assert alert["labels"]["severity"] == "critical"
+    assert alert["labels"]["service"] == "dragonflydb"
+    assert alert["annotations"]["description"].startswith("Cannot connect to DragonflyDB on ")
+
+
+def test_a_container_exiting_with_an_error_raises_configuration_error(host):
+    name = f"stack-exit3-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "--name",
+            name,
+            "--label",
+            "dxtest=1",
+            "debian:bookworm",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+        check=False,
+        capture_output=True,
+    )
+    try:
+        (alert,) = wait_for(
+            lambda: [
+                a
+                for a in firing_alerts(host, "ConfigurationError")
+                if a["labels"].get("name") == name
+            ],
+            timeout=120,
+            what=f"ConfigurationError for {name}",
+        )
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
+
+    assert alert["labels"]["severity"] == "critical"
+    assert alert["labels"]["image"] == "debian:bookworm"
+    assert alert["annotations"]["description"].startswith(
+        f"Container {name} (debian:bookworm) exited with code 3 on "
+    )
+
+
+def test_rules_tag_touches_only_rule_files_and_reloads_prometheus(host):
+    before = {d: file_checksums(host, d) for d in (*CONFIG_DIRS, UNITS)}
+    pids = {unit: main_pid(host, unit) for unit in ("prometheus", "prometheus-alertmanager")}
+    reloaded = metric_value(
+        get_text(host, f"{PROMETHEUS}/metrics"),
+        "prometheus_config_last_reload_success_timestamp_seconds",
+    )
+
+    rc, output = run_playbook(
+        SITE,
+        "--tags",
+        "rules",
+        extra_vars={"prometheus_alert_overrides": {"HighCPUUsage": {"threshold": 93}}},
+    )
+
+    assert rc == 0, output
+    assert changed_tasks(output) == [
+        "prometheus : Put the alert rules live once promtool accepts them",
+        "prometheus : Reload prometheus",
+    ]
+    after = {d: file_checksums(host, d) for d in (*CONFIG_DIRS, UNITS)}
+    changed = {path for d in after for path in after[d] if after[d][path] != before[d].get(path)}
+    assert changed == {"/etc/prometheus/rules/system-resources.yml"}
+    assert {unit: main_pid(host, unit) for unit in pids} == pids
+    assert (
+        metric_value(
+            get_text(host, f"{PROMETHEUS}/metrics"),
+            "prometheus_config_last_reload_success_timestamp_seconds",
+        )
+        > reloaded
+    )
+
+
+def test_routing_tag_touches_only_alertmanager_and_reloads_it(host):
+    before = {d: file_checksums(host, d) for d in (*CONFIG_DIRS, UNITS)}
+    pids = {unit: main_pid(host, unit) for unit in ("prometheus", "prometheus-alertmanager")}
+
+    rc, output = run_playbook(
+        SITE, "--tags", "routing", extra_vars={"alertmanager_repeat_interval": "6h"}
+    )
+
+    assert rc == 0, output
+    assert changed_tasks(output) == [
+        "alertmanager : Validate Alertmanager's configuration and put it live",
+        "alertmanager : Reload alertmanager",
+    ]
+    after = {d: file_checksums(host, d) for d in (*CONFIG_DIRS, UNITS)}
+    changed = {path for d in after for path in after[d] if after[d][path] != before[d].get(path)}
+    assert changed == {"/etc/alertmanager/alertmanager.yml"}
+    assert {unit: main_pid(host, unit) for unit in pids} == pids
+    status = get_json(host, f"{ALERTMANAGER}/api/v2/status")
+    assert "repeat_interval: 6h" in status["config"]["original"]
+
+
+def test_exporters_tag_reconfigures_exporters_only(host):
+    before = {d: file_checksums(host, d) for d in CONFIG_DIRS}
+    pids = {unit: main_pid(host, unit) for unit in ("prometheus", "prometheus-alertmanager")}
+
+    rc, output = run_playbook(
+        SITE, "--tags", "exporters", extra_vars={"node_exporter_collectors_enabled": ["systemd"]}
+    )
+
+    assert rc == 0, output
+    assert changed_tasks(output) == [
+        "monitoring_service : Install the hardened systemd unit of prometheus-node-exporter",
+        "monitoring_service : Restart for a new unit or binary: prometheus-node-exporter",
+    ]
+    assert "prometheus : " not in output and "alertmanager : " not in output
+    assert {d: file_checksums(host, d) for d in CONFIG_DIRS} == before
+    assert {unit: main_pid(host, unit) for unit in pids} == pids
+    assert (
+        "--collector.systemd"
+        in host.file(f"{UNITS}/prometheus-node-exporter.service").content_string
+    )
+
+
+def test_back_to_the_inventory_then_a_rerun_changes_nothing(host):
+    rc, output = run_playbook(SITE)
+    assert rc == 0, output
+
+    rc, output = run_playbook(SITE)
+
+    assert rc == 0, output
+    assert recap(output)["changed"] == 0
