@@ -1,11 +1,14 @@
 """The whole stack from site.yml: targets up, rules healthy, real faults travel
 to the receiver and back, and the tag contract holds."""
 
+import re
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
+import yaml
 from molecule_helpers import (
     changed_tasks,
     file_checksums,
@@ -21,6 +24,9 @@ PROMETHEUS = "http://127.0.0.1:9090"
 ALERTMANAGER = "http://127.0.0.1:9093"
 RECEIVER = "http://127.0.0.1:8080/notifications"
 SITE = "molecule/stack/converge.yml"
+SCENARIO_VARS = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "inventory/group_vars/monitoring.yml").read_text()
+)
 CONFIG_DIRS = ("/etc/prometheus", "/etc/alertmanager", "/etc/prometheus-redis-exporter")
 UNITS = "/etc/systemd/system"
 
@@ -193,11 +199,13 @@ def test_rules_tag_touches_only_rule_files_and_reloads_prometheus(host):
         "prometheus_config_last_reload_success_timestamp_seconds",
     )
 
+    # The scenario's own overrides stay: only the threshold differs.
+    overrides = {**SCENARIO_VARS["prometheus_alert_overrides"], "HighCPUUsage": {"threshold": 93}}
     rc, output = run_playbook(
         SITE,
         "--tags",
         "rules",
-        extra_vars={"prometheus_alert_overrides": {"HighCPUUsage": {"threshold": 93}}},
+        extra_vars={"prometheus_alert_overrides": overrides},
     )
 
     assert rc == 0, output
@@ -252,7 +260,9 @@ def test_exporters_tag_reconfigures_exporters_only(host):
         "monitoring_service : Install the hardened systemd unit of prometheus-node-exporter",
         "monitoring_service : Restart for a new unit or binary: prometheus-node-exporter",
     ]
-    assert "prometheus : " not in output and "alertmanager : " not in output
+    monitoring_tasks = re.findall(r"^TASK \[(?:prometheus|alertmanager) : (.*)\]", output, re.M)
+    # Only the roles' argument checks, which run under every tag.
+    assert all(task.startswith("Validating arguments") for task in monitoring_tasks)
     assert {d: file_checksums(host, d) for d in CONFIG_DIRS} == before
     assert {unit: main_pid(host, unit) for unit in pids} == pids
     assert (
@@ -261,11 +271,38 @@ def test_exporters_tag_reconfigures_exporters_only(host):
     )
 
 
+def test_check_mode_predicts_the_changes_of_a_real_run(host):
+    overrides = {
+        **SCENARIO_VARS["prometheus_alert_overrides"],
+        "HighMemoryUsage": {"threshold": 88},
+    }
+    before = file_checksums(host, "/etc/prometheus")
+
+    rc, predicted = run_playbook(
+        SITE, "--check", "--diff", extra_vars={"prometheus_alert_overrides": overrides}
+    )
+
+    assert rc == 0, predicted
+    assert file_checksums(host, "/etc/prometheus") == before
+    assert re.search(r"^-.*node_memory_MemAvailable_bytes.*> 85$", predicted, re.M)
+    assert re.search(r"^\+.*node_memory_MemAvailable_bytes.*> 88$", predicted, re.M)
+
+    rc, output = run_playbook(SITE, extra_vars={"prometheus_alert_overrides": overrides})
+
+    assert rc == 0, output
+    assert changed_tasks(output) == changed_tasks(predicted)
+
+
 def test_back_to_the_inventory_then_a_rerun_changes_nothing(host):
     rc, output = run_playbook(SITE)
     assert rc == 0, output
 
     rc, output = run_playbook(SITE)
+
+    assert rc == 0, output
+    assert recap(output)["changed"] == 0
+
+    rc, output = run_playbook(SITE, "--check", "--diff")
 
     assert rc == 0, output
     assert recap(output)["changed"] == 0
