@@ -337,7 +337,9 @@ def validate(module, commands, staged, dest):
     return results, None
 
 
-HIDDEN = "(content not shown)\n"
+# What a diff shows for a secret file: that it changed, never its content.
+HIDDEN_BEFORE = "(old content not shown)\n"
+HIDDEN_AFTER = "(new content not shown)\n"
 
 
 def build_diff(dest, content_changes, to_prune, hidden):
@@ -348,11 +350,13 @@ def build_diff(dest, content_changes, to_prune, hidden):
         before = (_read(path) or b"").decode("utf-8", "replace")
         after = item.content.decode("utf-8", "replace")
         if item.relpath in hidden:
-            before, after = (HIDDEN if before else ""), HIDDEN
+            before, after = (HIDDEN_BEFORE if before else ""), HIDDEN_AFTER
         diff.append({"before_header": path, "after_header": path, "before": before, "after": after})
     for relpath in to_prune:
         path = os.path.join(dest, relpath)
-        before = HIDDEN if relpath in hidden else (_read(path) or b"").decode("utf-8", "replace")
+        before = (
+            HIDDEN_BEFORE if relpath in hidden else (_read(path) or b"").decode("utf-8", "replace")
+        )
         diff.append(
             {
                 "before_header": path,

@@ -444,7 +444,7 @@ def test_no_secret_appears_in_verbose_diff_output(host):
     assert "+  repeat_interval: 3h" in rotated  # the diff is really shown
     # The rotated secret files are written, with their diffs hidden.
     assert "/etc/alertmanager/secrets/" in rotated
-    assert "(content not shown)" in rotated
+    assert "(new content not shown)" in rotated
     for output in (rotated, restored):
         assert not [prefix for prefix in SECRET_PREFIXES if prefix in output]
 
