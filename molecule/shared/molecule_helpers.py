@@ -9,6 +9,8 @@ import re
 import shlex
 import subprocess
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -38,12 +40,12 @@ def recap(output):
 
 
 def changed_tasks(output):
-    """Names of the tasks that reported `changed`."""
+    """Names of the tasks and handlers that reported `changed`, in order, once each."""
     tasks, current = [], None
     for line in output.splitlines():
         if line.startswith(("TASK [", "RUNNING HANDLER [")):
             current = line.split("[", 1)[1].rsplit("]", 1)[0]
-        elif line.startswith("changed:") and current:
+        elif line.startswith("changed:") and current and current not in tasks:
             tasks.append(current)
     return tasks
 
@@ -51,6 +53,16 @@ def changed_tasks(output):
 def get_json(host, url):
     """GET a JSON document from inside the target container."""
     return json.loads(host.check_output("curl -fsS --max-time 10 %s", url))
+
+
+def notifications(host, alertname, status):
+    """(record, alert) pairs the webhook receiver stand-in recorded for an alert and status."""
+    found = []
+    for record in get_json(host, "http://127.0.0.1:8080/notifications"):
+        for alert in record["body"].get("alerts", []):
+            if alert["labels"].get("alertname") == alertname and alert["status"] == status:
+                found.append((record, alert))
+    return found
 
 
 def get_text(host, url):
@@ -82,3 +94,29 @@ def wait_for(check, timeout=120, interval=2, what="condition"):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+@contextmanager
+def exited_container(prefix, code=3):
+    """A container on the CI host's engine that ran and exited with `code`; removed after."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "--name",
+            name,
+            "--label",
+            "dxtest=1",
+            "debian:bookworm",
+            "sh",
+            "-c",
+            f"exit {code}",
+        ],
+        check=False,
+        capture_output=True,
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)

@@ -208,6 +208,7 @@ def _carries_marker(path, marker):
 
 
 def _attributes_differ(path, wanted):
+    """Whether path is missing or lacks the mode, uid and gid of `wanted` (a file or directory)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -222,13 +223,6 @@ class WantedDirectory:
         self.mode = _parse_mode(params["directory_mode"])
         self.uid = _lookup_id(pwd.getpwnam, "user", params["directory_owner"], check_mode)
         self.gid = _lookup_id(grp.getgrnam, "group", params["directory_group"], check_mode)
-
-    def differs(self, path):
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return True
-        return (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (self.mode, self.uid, self.gid)
 
     def ensure(self, path):
         """Create path (and missing parents inside it) with these attributes."""
@@ -405,7 +399,7 @@ def main():
     content_changes, attribute_changes, to_prune = plan(
         dest, wanted, params["prune"], params["prune_marker"] or "", owned
     )
-    directory_changed = directory.differs(dest)
+    directory_changed = _attributes_differ(dest, directory)
     result = {
         "changed": bool(content_changes or attribute_changes or to_prune or directory_changed),
         "changed_files": sorted(i.relpath for i in content_changes + attribute_changes),

@@ -6,19 +6,24 @@ Some tests re-run converge.yml with other variables through ansible-playbook
 """
 
 import json
-import os
-import re
 import subprocess
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import yaml
+from molecule_helpers import (
+    PROJECT,
+    changed_tasks,
+    get_text,
+    metric_value,
+    notifications,
+    run_playbook,
+    wait_for,
+)
 
-SCENARIO = Path(__file__).resolve().parents[1]
-PROJECT = SCENARIO.parents[1]
+SCENARIO = "molecule/alertmanager"
 API = "http://127.0.0.1:9093"
 WEBHOOK = "http://127.0.0.1:8080"
 SERVICE = "prometheus-alertmanager"
@@ -44,45 +49,8 @@ SECRET_FILES = {
 # --- helpers ------------------------------------------------------------------
 
 
-def run_playbook(playbook, *args):
-    """Run a playbook of this scenario against Molecule's instance."""
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            str(SCENARIO / playbook),
-            *args,
-        ],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-
-
 def converge(*args):
-    result = run_playbook("converge.yml", *args)
-    return result.returncode, result.stdout + result.stderr
-
-
-def changed_tasks(output):
-    """Names of the tasks (and handlers) that reported a change."""
-    changed, task = [], None
-    for line in output.splitlines():
-        header = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.+?)\] \*", line)
-        if header:
-            task = header.group(1)
-        elif line.startswith("changed: ") and task and task not in changed:
-            changed.append(task)
-    return changed
-
-
-def get(host, url):
-    return host.check_output("curl -fsS --max-time 5 %s", url)
+    return run_playbook(f"{SCENARIO}/converge.yml", *args)
 
 
 def post_alerts(host, alerts):
@@ -94,7 +62,7 @@ def post_alerts(host, alerts):
 
 
 def status_config(host):
-    return yaml.safe_load(json.loads(get(host, API + "/api/v2/status"))["config"]["original"])
+    return yaml.safe_load(json.loads(get_text(host, API + "/api/v2/status"))["config"]["original"])
 
 
 def main_pid(host):
@@ -102,36 +70,11 @@ def main_pid(host):
 
 
 def reload_timestamp(host):
-    for line in get(host, API + "/metrics").splitlines():
-        if line.startswith(RELOAD_METRIC + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{RELOAD_METRIC} not in /metrics")
+    return metric_value(get_text(host, API + "/metrics"), RELOAD_METRIC)
 
 
 def sha256(host, path):
     return host.check_output("sha256sum %s", path).split()[0]
-
-
-def wait_for(what, probe, timeout=30):
-    """Poll probe() until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
-
-
-def notifications_for(host, alertname, status):
-    """Webhook notifications whose alerts include `alertname` with `status`."""
-    found = []
-    for record in json.loads(get(host, WEBHOOK + "/notifications")):
-        for alert in record["body"].get("alerts", []):
-            if alert["labels"].get("alertname") == alertname and alert["status"] == status:
-                found.append((record, alert))
-    return found
 
 
 def iso(moment):
@@ -150,7 +93,7 @@ def test_runs_enabled_as_its_own_user_with_clustering_off(host):
     assert "--config.file=/etc/alertmanager/alertmanager.yml" in cmdline
     assert "--storage.path=/var/lib/alertmanager" in cmdline
     assert "--cluster.listen-address=" in cmdline
-    assert json.loads(get(host, API + "/api/v2/status"))["cluster"]["status"] == "disabled"
+    assert json.loads(get_text(host, API + "/api/v2/status"))["cluster"]["status"] == "disabled"
     storage = host.file("/var/lib/alertmanager")
     assert (storage.user, storage.group, storage.mode) == ("alertmanager", "alertmanager", 0o750)
 
@@ -220,8 +163,8 @@ def test_critical_alert_reaches_the_webhook_intact(host, critical_alert):
     labels, annotations, _ = critical_alert
 
     record, alert = wait_for(
-        "the firing notification",
-        lambda: notifications_for(host, labels["alertname"], "firing"),
+        lambda: notifications(host, labels["alertname"], "firing"),
+        what="the firing notification",
     )[0]
 
     assert record["path"] == "/webhooks/critical"
@@ -233,7 +176,8 @@ def test_critical_alert_reaches_the_webhook_intact(host, critical_alert):
 def test_resolved_alert_is_delivered_too(host, critical_alert):
     labels, annotations, starts = critical_alert
     wait_for(
-        "the firing notification", lambda: notifications_for(host, labels["alertname"], "firing")
+        lambda: notifications(host, labels["alertname"], "firing"),
+        what="the firing notification",
     )
 
     ended = datetime.now(UTC) - timedelta(seconds=1)
@@ -250,8 +194,8 @@ def test_resolved_alert_is_delivered_too(host, critical_alert):
     )
 
     record, alert = wait_for(
-        "the resolved notification",
-        lambda: notifications_for(host, labels["alertname"], "resolved"),
+        lambda: notifications(host, labels["alertname"], "resolved"),
+        what="the resolved notification",
     )[0]
     assert record["body"]["status"] == "resolved"
     assert alert["labels"] == labels
@@ -260,7 +204,7 @@ def test_resolved_alert_is_delivered_too(host, critical_alert):
 def alert_state(host, run_id, alertname, **labels):
     """Alertmanager's state of the posted alert with these labels, e.g. 'suppressed'."""
     query = f'filter=run="{run_id}"&filter=alertname="{alertname}"'
-    alerts = json.loads(get(host, f"{API}/api/v2/alerts?{query}"))
+    alerts = json.loads(get_text(host, f"{API}/api/v2/alerts?{query}"))
     for alert in alerts:
         if all(alert["labels"].get(k) == v for k, v in labels.items()):
             return alert["status"]["state"]
@@ -301,8 +245,8 @@ def test_trading_bot_down_mutes_the_bots_other_alerts(host):
     )
 
     wait_for(
-        "HighRejectionRate to be suppressed",
         lambda: alert_state(host, run_id, "HighRejectionRate") == "suppressed",
+        what="HighRejectionRate to be suppressed",
     )
     assert alert_state(host, run_id, "TradingBotDown") == "active"
     assert alert_state(host, run_id, "HighCPUUsage") == "active"
@@ -326,11 +270,11 @@ def test_critical_mutes_the_warning_of_the_same_problem_only(host):
     )
 
     wait_for(
-        "the warning on / to be suppressed",
         lambda: (
             alert_state(host, run_id, "DiskSpaceLow", severity="warning", mountpoint="/")
             == "suppressed"
         ),
+        what="the warning on / to be suppressed",
     )
     state = alert_state(host, run_id, "DiskSpaceLow", severity="warning", mountpoint="/data")
     assert state == "active"
@@ -450,8 +394,8 @@ def test_no_secret_appears_in_verbose_diff_output(host):
 
 
 def test_render_writes_exactly_the_live_files(host, tmp_path):
-    result = run_playbook("render.yml", "-e", f"render_dir={tmp_path}")
-    assert result.returncode == 0, result.stdout + result.stderr
+    rc, output = run_playbook(f"{SCENARIO}/render.yml", "-e", f"render_dir={tmp_path}")
+    assert rc == 0, output
 
     rendered = {
         str(path.relative_to(next(tmp_path.glob("*/alertmanager")))): path.read_text()

@@ -3,10 +3,9 @@ socket's group, and reports the CI host's containers."""
 
 import json
 import re
-import subprocess
-import uuid
 
 import pytest
+from molecule_helpers import exited_container as exited_container_of
 from molecule_helpers import get_text, run_playbook, wait_for
 
 METRICS_URL = "http://127.0.0.1:9417/metrics"
@@ -15,26 +14,8 @@ CONVERGE = "molecule/docker_exporter/converge.yml"
 
 @pytest.fixture(scope="module")
 def exited_container():
-    """A container on the CI host's engine that exited with code 3."""
-    name = f"dxrole-exited-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        [
-            "docker",
-            "run",
-            "--name",
-            name,
-            "--label",
-            "dxtest=1",
-            "debian:bookworm",
-            "sh",
-            "-c",
-            "exit 3",
-        ],
-        check=False,
-        capture_output=True,
-    )
-    yield name
-    subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
+    with exited_container_of("dxrole-exited") as name:
+        yield name
 
 
 def series(metrics, name, container):

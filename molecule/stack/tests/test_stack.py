@@ -2,19 +2,19 @@
 to the receiver and back, and the tag contract holds."""
 
 import re
-import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 from molecule_helpers import (
     changed_tasks,
+    exited_container,
     file_checksums,
     get_json,
     get_text,
     metric_value,
+    notifications,
     recap,
     run_playbook,
     wait_for,
@@ -22,23 +22,12 @@ from molecule_helpers import (
 
 PROMETHEUS = "http://127.0.0.1:9090"
 ALERTMANAGER = "http://127.0.0.1:9093"
-RECEIVER = "http://127.0.0.1:8080/notifications"
 SITE = "molecule/stack/converge.yml"
 SCENARIO_VARS = yaml.safe_load(
     (Path(__file__).resolve().parents[1] / "inventory/group_vars/monitoring.yml").read_text()
 )
 CONFIG_DIRS = ("/etc/prometheus", "/etc/alertmanager", "/etc/prometheus-redis-exporter")
 UNITS = "/etc/systemd/system"
-
-
-def notifications(host, alertname, status):
-    """Alerts named `alertname` with `status` in what the receiver recorded."""
-    found = []
-    for record in get_json(host, RECEIVER):
-        for alert in record["body"]["alerts"]:
-            if alert["labels"].get("alertname") == alertname and alert["status"] == status:
-                found.append((record, alert))
-    return found
 
 
 def firing_alerts(host, alertname):
@@ -154,24 +143,7 @@ def test_stopped_redis_raises_the_dragonflydb_connection_alert(host):
 
 
 def test_a_container_exiting_with_an_error_raises_configuration_error(host):
-    name = f"stack-exit3-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        [
-            "docker",
-            "run",
-            "--name",
-            name,
-            "--label",
-            "dxtest=1",
-            "debian:bookworm",
-            "sh",
-            "-c",
-            "exit 3",
-        ],
-        check=False,
-        capture_output=True,
-    )
-    try:
+    with exited_container("stack-exit3") as name:
         (alert,) = wait_for(
             lambda: [
                 a
@@ -181,8 +153,6 @@ def test_a_container_exiting_with_an_error_raises_configuration_error(host):
             timeout=120,
             what=f"ConfigurationError for {name}",
         )
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
 
     assert alert["labels"]["severity"] == "critical"
     assert alert["labels"]["image"] == "debian:bookworm"
