@@ -10,10 +10,12 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-# Molecule scenarios, fastest first, each with the Debian releases of its
-# target container. `make molecule SCENARIOS=prometheus` runs one.
-SCENARIOS ?= node_exporter dragonflydb_exporter docker_exporter alertmanager prometheus \
-	stack:bookworm,trixie
+# Molecule scenarios, each with the Debian releases of its target container,
+# longest first so that parallel runs finish together. `make molecule
+# SCENARIOS=prometheus` runs one; MOLECULE_JOBS runs go at once.
+SCENARIOS ?= stack:bookworm,trixie alertmanager dragonflydb_exporter docker_exporter \
+	prometheus node_exporter
+MOLECULE_JOBS ?= 2
 
 .PHONY: help venv machine demo test lint unit config-test molecule bench clean
 
@@ -46,7 +48,7 @@ config-test: machine venv  ## promtool and amtool tests on the files the roles r
 	tests/run-config-tests
 
 molecule: machine venv  ## Every Molecule scenario in systemd containers.
-	scripts/run-molecule $(SCENARIOS)
+	scripts/run-molecule -j $(MOLECULE_JOBS) $(SCENARIOS)
 
 test: lint unit config-test molecule  ## Everything CI runs, fastest checks first.
 
