@@ -13,7 +13,9 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios, each with the Debian releases of its target container,
 # longest first so that parallel runs finish together. `make molecule
 # SCENARIOS=prometheus` runs one; MOLECULE_JOBS runs go at once.
-SCENARIOS ?= stack:bookworm,trixie alertmanager dragonflydb_exporter docker_exporter \
+# `archive` runs the stack's tests too: with it on Debian 13 and `stack` on
+# Debian 12, both releases and both install methods are covered.
+SCENARIOS ?= archive:trixie stack:bookworm alertmanager dragonflydb_exporter docker_exporter \
 	prometheus node_exporter
 MOLECULE_JOBS ?= 2
 

@@ -3,11 +3,15 @@
 Every module that talks to a running Prometheus or Alertmanager uses this:
 the same options (URL, basic auth or bearer token, TLS), the same timeouts
 and the same error messages, so that a wrong password or an unreachable
-service reads the same everywhere.
+service reads the same everywhere. It also reads what those APIs speak:
+exposition-format samples, Alertmanager matchers, Prometheus durations and
+RFC 3339 timestamps.
 """
 
 import json
+import re
 import time
+from datetime import UTC, datetime, timedelta
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.parse import urlencode
@@ -28,6 +32,13 @@ HTTP_API_ARGUMENT_SPEC = {
 }
 
 HTTP_API_MUTUALLY_EXCLUSIVE = [("url_password", "bearer_token")]
+
+
+def http_api_argument_spec(**options):
+    """HTTP_API_ARGUMENT_SPEC plus a module's own options."""
+    spec = dict(HTTP_API_ARGUMENT_SPEC)
+    spec.update(options)
+    return spec
 
 
 class ApiError(Exception):
@@ -89,15 +100,24 @@ class HttpApi:
     def get_json(self, path, query=None):
         """GET a JSON document; unwrap Prometheus' {"status", "data"} envelope."""
         _status, text = self.request("GET", path, query=query)
+        return self._decode("GET", path, text)
+
+    def send_json(self, method, path, body=None, query=None):
+        """Send `body` as JSON; return the decoded answer, or None for an empty one."""
+        _status, text = self.request(method, path, body=body, query=query)
+        if not text.strip():
+            return None
+        return self._decode(method, path, text)
+
+    def _decode(self, method, path, text):
+        url = self.base_url + path
         try:
             document = json.loads(text)
         except ValueError as err:
-            raise ApiError(f"GET {self.base_url + path} did not return JSON: {text[:200]}") from err
+            raise ApiError(f"{method} {url} did not return JSON: {text[:200]}") from err
         if isinstance(document, dict) and "status" in document and "data" in document:
             if document["status"] != "success":
-                raise ApiError(
-                    f"GET {self.base_url + path} failed: {document.get('error', document)}"
-                )
+                raise ApiError(f"{method} {url} failed: {document.get('error', document)}")
             return document["data"]
         return document
 
@@ -105,6 +125,11 @@ class HttpApi:
         """Read unlabelled samples of the named metrics from /metrics."""
         _status, text = self.request("GET", "/metrics")
         return parse_samples(text, names)
+
+    def series(self, names):
+        """Read every sample, labelled or not, of the named metrics from /metrics."""
+        _status, text = self.request("GET", "/metrics")
+        return parse_series(text, names)
 
     def wait_until_ready(self, path="/-/ready", deadline=60.0):
         """Poll a readiness endpoint until it answers 200 or the deadline passes."""
@@ -121,18 +146,156 @@ class HttpApi:
 
 def parse_samples(text, names):
     """Return {name: value} for unlabelled samples of `names` in exposition text."""
+    return {name: value for name, labels, value in parse_series(text, names) if not labels}
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
+_LABEL_ESCAPE = re.compile(r"\\(.)")
+
+
+def _unescape_label(raw):
+    # The exposition format escapes only backslash, double quote and newline.
+    return _LABEL_ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), raw)
+
+
+def parse_series(text, names):
+    """Return [(name, {label: value}, value)] for every sample of `names` in exposition text."""
     wanted = set(names)
-    found = {}
+    found = []
     for line in text.splitlines():
-        if not line or line.startswith("#"):
+        match = _SAMPLE.match(line)
+        if not match or match.group(1) not in wanted:
             continue
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] in wanted:
-            try:
-                found[parts[0]] = float(parts[1])
-            except ValueError:
-                continue
+        try:
+            value = float(match.group(3))
+        except ValueError:
+            continue
+        labels = {name: _unescape_label(raw) for name, raw in _LABEL.findall(match.group(2) or "")}
+        found.append((match.group(1), labels, value))
     return found
+
+
+# --- Alertmanager matchers ------------------------------------------------------
+
+_MATCHER = re.compile(r"^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
+MATCHER_SYNTAX = 'name="value", name!="value", name=~"regex" or name!~"regex"'
+
+
+def parse_matcher(text):
+    """Parse one matcher in Alertmanager's syntax into the API's form.
+
+    Returns {"name", "value", "isRegex", "isEqual"}; raises ValueError with the
+    accepted syntax when `text` is not a matcher.
+    """
+    match = _MATCHER.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a matcher: write {MATCHER_SYNTAX}")
+    name, operator, value = match.groups()
+    if value.startswith('"'):
+        value = _unquote(text, value)
+    elif any(char in value for char in '",{}'):
+        raise ValueError(f'{text!r} is not a matcher: quote a value that holds , {{ }} or "')
+    return {
+        "name": name,
+        "value": value,
+        "isRegex": operator in ("=~", "!~"),
+        "isEqual": operator in ("=", "=~"),
+    }
+
+
+def _unquote(text, quoted):
+    # Alertmanager's own rules: \n, \" and \\ are escapes; any other
+    # backslash stays as it is, so that a regex keeps its \d.
+    if len(quoted) < 2 or not quoted.endswith('"'):
+        raise ValueError(f"{text!r} is not a matcher: its value has no closing quote")
+    value, escaped = [], False
+    for char in quoted[1:-1]:
+        if escaped:
+            value.append({"n": "\n", '"': '"', "\\": "\\"}.get(char, "\\" + char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            raise ValueError(f'{text!r} is not a matcher: escape a " inside the value as \\"')
+        else:
+            value.append(char)
+    if escaped:
+        raise ValueError(f"{text!r} is not a matcher: its value has no closing quote")
+    return "".join(value)
+
+
+def format_matcher(matcher):
+    """The text form of a matcher in the API's form: `name="value"`."""
+    operator = {
+        (True, False): "=",
+        (False, False): "!=",
+        (True, True): "=~",
+        (False, True): "!~",
+    }[(bool(matcher.get("isEqual", True)), bool(matcher.get("isRegex", False)))]
+    value = matcher["value"].replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'{matcher["name"]}{operator}"{value}"'
+
+
+def describe_silence(silence):
+    """A silence from /api/v2 as the modules return it: matchers as text, snake_case keys."""
+    return {
+        "id": silence.get("id"),
+        "state": (silence.get("status") or {}).get("state"),
+        "matchers": [format_matcher(m) for m in silence.get("matchers") or []],
+        "starts_at": silence.get("startsAt"),
+        "ends_at": silence.get("endsAt"),
+        "created_by": silence.get("createdBy"),
+        "comment": silence.get("comment"),
+    }
+
+
+# --- Durations and timestamps ------------------------------------------------------
+
+_DURATION = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
+_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+
+
+def parse_duration(text):
+    """A Prometheus duration (`90s`, `2h`, `1h30m`, `1d`) as a positive timedelta."""
+    match = _DURATION.match(str(text).strip())
+    if not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration: write e.g. 30m, 2h, 1h30m or 1d")
+    parts = zip(match.groups(), _DURATION_UNITS, strict=True)
+    seconds = sum(int(count) * unit for count, unit in parts if count)
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a positive duration")
+    return timedelta(seconds=seconds)
+
+
+_FRACTION = re.compile(r"(\.\d{1,6})\d*")
+
+
+def parse_time(text):
+    """An RFC 3339 timestamp (as the APIs write them, or with an offset) in UTC."""
+    normalized = _FRACTION.sub(r"\1", str(text).strip().replace("Z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(normalized)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a timestamp: write e.g. 2025-06-01T18:00:00Z or "
+            "2025-06-01T20:00:00+02:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone: add Z or an offset such as +02:00")
+    return moment.astimezone(UTC)
+
+
+def format_time(moment):
+    """A datetime as the APIs write it: 2025-06-01T18:00:00.000Z."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def utc_now():
+    return datetime.now(UTC)
 
 
 def _read_error_body(err):

@@ -4,16 +4,25 @@
 DOCUMENTATION = r"""
 ---
 module: monitoring_host_facts
-short_description: Installed packages, users, groups and systemd services of a host, in one call
+short_description: A host's packages, users, groups, services and archive installs, in one call
 description:
   - Returns, as the fact C(monitoring_host), what the roles need to skip work that is
     already in place. That is the installed Debian packages and their versions, system
     users and groups, the state of every systemd service, the checksums of the unit files
-    under C(/etc/systemd/system), the Python version and the CPU architecture.
+    under C(/etc/systemd/system), the Python version, the CPU architecture, and the
+    services installed from release archives under O(archive_root).
   - One module run replaces a package install, a user, a unit file and a service check per
     service that would otherwise each cost a round trip to the host.
   - Read-only; runs the same in check mode.
-options: {}
+options:
+  archive_root:
+    description:
+      - Directory under which release archives are installed, one C(<name>/<version>/) each
+        with a manifest of its files (written by the monitoring_service role).
+      - Reading the manifests and checking each file's size is what tells a rerun, without
+        hashing any binary, that a version is completely in place.
+    type: path
+    default: /opt/prometheus-alerting
 notes:
   - Without systemd (a plain container), C(services) is empty.
 author: prometheus-alerting
@@ -68,11 +77,21 @@ ansible_facts:
           description: CPU architecture, as uname -m gives it.
           type: str
           sample: x86_64
+        archives:
+          description:
+            - Per name, every version directory under O(archive_root), with the SHA-256 of the
+              archive it came from, the files its manifest lists, and whether all of them are
+              there with the recorded size (C(complete)). A directory without a readable manifest
+              (an interrupted install) is listed with C(complete) false.
+          type: dict
+          sample: {prometheus: {"2.53.3": {archive_sha256: 7f2a..., complete: true,
+                   files: [/opt/prometheus-alerting/prometheus/2.53.3/prometheus]}}}
 """
 
 import glob
 import grp
 import hashlib
+import json
 import os
 import platform
 import pwd
@@ -82,6 +101,8 @@ import sys
 from ansible.module_utils.basic import AnsibleModule
 
 UNIT_DIR = "/etc/systemd/system"
+# Written last by an archive install (roles/monitoring_service/tasks/install.yml).
+ARCHIVE_MANIFEST = ".install-manifest.json"
 
 
 def installed_packages(module):
@@ -141,8 +162,37 @@ def unit_file_checksums():
     return checksums
 
 
+def archive_installs(root):
+    """{name: {version: {archive_sha256, files, complete}}} of the installs under `root`."""
+    installs = {}
+    for directory in sorted(glob.glob(os.path.join(glob.escape(root), "*", "*"))):
+        if not os.path.isdir(directory) or os.path.islink(directory):
+            continue
+        name, version = directory.split(os.sep)[-2:]
+        entry = {"archive_sha256": "", "files": [], "complete": False}
+        try:
+            with open(os.path.join(directory, ARCHIVE_MANIFEST)) as handle:
+                manifest = json.load(handle)
+            files = manifest["files"]
+            entry = {
+                "archive_sha256": str(manifest.get("archive_sha256", "")),
+                "files": sorted(files),
+                "complete": all(
+                    os.path.isfile(path) and os.path.getsize(path) == record["size"]
+                    for path, record in files.items()
+                ),
+            }
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+        installs.setdefault(name, {})[version] = entry
+    return installs
+
+
 def main():
-    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec={"archive_root": {"type": "path", "default": "/opt/prometheus-alerting"}},
+        supports_check_mode=True,
+    )
     facts = {
         "packages": installed_packages(module),
         "users": sorted(entry.pw_name for entry in pwd.getpwall()),
@@ -151,6 +201,7 @@ def main():
         "unit_files": unit_file_checksums(),
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         "architecture": platform.machine(),
+        "archives": archive_installs(module.params["archive_root"]),
     }
     module.exit_json(changed=False, ansible_facts={"monitoring_host": facts})
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import ansible.module_utils
 import pytest
+import yaml
 from ansible.module_utils.testing import patch_module_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +101,13 @@ class Service:
     def write_config(self, text):
         self.config.write_text(text)
 
+    def reload(self, text):
+        """Write a new config and make the service load it (POST /-/reload)."""
+        self.write_config(text)
+        request = urllib.request.Request(self.url + "/-/reload", method="POST")
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+
     def stop(self):
         self.process.terminate()
         try:
@@ -166,3 +174,163 @@ def alertmanager(tmp_path):
     )
     yield service
     service.stop()
+
+
+def start_prometheus(directory, config_text, files=None, **values):
+    """A Prometheus on a free loopback port, with its config (and rule files) in `directory`.
+
+    `config_text` is formatted with `values` and {port}, the port Prometheus listens on.
+    """
+    binary = require_binary("prometheus")
+    port = free_port()
+    for name, text in (files or {}).items():
+        (directory / name).write_text(text)
+    config = directory / "prometheus.yml"
+    config.write_text(config_text.format(port=port, **values))
+    return Service(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+        ],
+        config,
+        f"http://127.0.0.1:{port}",
+        # Closed by Service.stop().
+        open(directory / "prometheus.log", "wb"),
+    )
+
+
+def wait_for(check, deadline=15, what="condition"):
+    """Poll `check()` until it returns a truthy value; return that value."""
+    stop = time.monotonic() + deadline
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= stop:
+            raise AssertionError(f"timed out after {deadline}s waiting for {what}")
+        time.sleep(0.2)
+
+
+# A Prometheus with something to report: one alert firing (vector(1)), one
+# pending (a `for:` that never ends), one recording rule that fails at every
+# evaluation, a target that is up (itself) and one that is down (a closed port).
+LOADED_PROMETHEUS_CONFIG = """\
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: [rules.yml]
+scrape_configs:
+  - job_name: self
+    static_configs: [{{targets: ["127.0.0.1:{port}"]}}]
+  - job_name: closed
+    static_configs: [{{targets: ["127.0.0.1:{closed_port}"]}}]
+"""
+LOADED_PROMETHEUS_RULES = """\
+groups:
+  - name: ops-test.rules
+    rules:
+      - alert: AlwaysFiring
+        expr: vector(1)
+        labels: {severity: warning, service: ops}
+        annotations: {summary: always firing}
+      - alert: AlwaysPending
+        expr: vector(1)
+        for: 1h
+        labels: {severity: critical}
+  - name: ops-test-records.rules
+    rules:
+      - record: ops:many_to_one
+        # Two series on the left, no group_left: fails at every evaluation.
+        expr: >-
+          (label_replace(vector(1), "a", "x", "", "") or label_replace(vector(1), "a", "y", "", ""))
+          * on() vector(1)
+"""
+
+
+@pytest.fixture(scope="session")
+def loaded_prometheus(tmp_path_factory):
+    """A Prometheus whose rules have been evaluated and targets scraped at least once.
+
+    Shared by every test that only reads it: Prometheus takes about 5 s to sync its
+    first targets.
+    """
+    directory = tmp_path_factory.mktemp("loaded-prometheus")
+    service = start_prometheus(
+        directory,
+        LOADED_PROMETHEUS_CONFIG,
+        {"rules.yml": LOADED_PROMETHEUS_RULES},
+        closed_port=free_port(),
+    )
+
+    def settled():
+        rules = json.loads(http_get(service.url + "/api/v1/rules"))["data"]["groups"]
+        targets = json.loads(http_get(service.url + "/api/v1/targets"))["data"]["activeTargets"]
+        healths = [r["health"] for g in rules for r in g["rules"]] + [t["health"] for t in targets]
+        return len(targets) == 2 and "unknown" not in healths
+
+    try:
+        wait_for(settled, what="the first rule evaluation and scrapes")
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def webhook_receiver(tmp_path):
+    """The project's webhook receiver fixture on a free port; .url takes webhooks."""
+    port = free_port()
+    log = open(tmp_path / "webhook.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "fixtures" / "webhook_receiver.py"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--file",
+            str(tmp_path / "notifications.jsonl"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(base + "/-/healthy"), what="the webhook receiver")
+        yield WebhookReceiver(base)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def _answers(url):
+    try:
+        http_get(url, timeout=1)
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class WebhookReceiver:
+    def __init__(self, base):
+        self.url = base + "/webhooks/test"
+        self._base = base
+
+    def alerts(self):
+        """Every alert of every notification received so far."""
+        records = json.loads(http_get(self._base + "/notifications"))
+        return [alert for record in records for alert in record["body"]["alerts"]]
+
+
+def assert_documented(module):
+    """The module's DOCUMENTATION describes exactly its ARGUMENT_SPEC."""
+    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
+    assert set(documented) == set(module.ARGUMENT_SPEC)
+    for name, spec in module.ARGUMENT_SPEC.items():
+        doc = documented[name]
+        for key in ("type", "default", "choices", "required", "elements", "aliases"):
+            if key in spec or key in doc:
+                assert doc.get(key) == spec.get(key), f"{name}: {key}"
