@@ -85,7 +85,11 @@ def file_checksums(host, directory):
 
 
 def wait_for(check, timeout=120, interval=2, what="condition"):
-    """Poll `check()` until it returns a truthy value; return that value."""
+    """Poll `check()` until it returns a truthy value; return that value.
+
+    `what` describes the condition; a callable is asked at the timeout, so the
+    message can tell what the last poll saw.
+    """
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -93,13 +97,25 @@ def wait_for(check, timeout=120, interval=2, what="condition"):
         if last:
             return last
         time.sleep(interval)
+    what = what() if callable(what) else what
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+# Names of the containers the tests start on the CI host's engine. The engine
+# is shared by the scenarios that run in parallel, and each one's Docker
+# exporter sees the others' fault fixtures.
+FIXTURE_CONTAINER = re.compile(r"-fixture-[0-9a-f]{8}$")
+
+
+def about_a_fixture_container(alert):
+    """Whether an alert is about a container that some scenario's test started."""
+    return bool(FIXTURE_CONTAINER.search(alert["labels"].get("name", "")))
 
 
 @contextmanager
 def exited_container(prefix, code=3):
     """A container on the CI host's engine that ran and exited with `code`; removed after."""
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-fixture-{uuid.uuid4().hex[:8]}"
     subprocess.run(
         [
             "docker",

@@ -249,7 +249,10 @@ def test_restore_after_a_change_gives_back_every_file_byte_for_byte_with_a_reloa
     archive, converged = converged_backup
     assert oct(archive.stat().st_mode & 0o777) == "0o600"
     assert oct(archive.parent.stat().st_mode & 0o777) == "0o700"
-    overrides = {**SCENARIO_VARS["prometheus_alert_overrides"], "HighCPUUsage": {"threshold": 91}}
+    overrides = {
+        **SCENARIO_VARS["prometheus_alert_overrides"],
+        "HighRejectionRate": {"threshold": 91},
+    }
     with leaving_the_configuration_as(host, converged):
         rc, output = run_playbook(
             SITE,
@@ -291,7 +294,7 @@ def test_restore_after_a_change_gives_back_every_file_byte_for_byte_with_a_reloa
             "Reload prometheus",
             "Reload alertmanager",
         ]
-        assert "prometheus: rules/system-resources.yml" in output
+        assert "prometheus: rules/trading-bot.yml" in output
         assert "alertmanager: alertmanager.yml, secrets/smtp_auth_password (removed)" in output
         assert main_pids(host) == pids
         assert all(reload_times(host)[unit] > reloaded[unit] for unit in SERVICES)
@@ -305,7 +308,7 @@ def test_restore_validates_both_services_before_anything_goes_live(
     host, host_name, converged_backup, tmp_path
 ):
     archive, converged = converged_backup
-    # The archive with a changed (valid) rule threshold and an Alertmanager route to
+    # The archive with a changed (valid) rule severity and an Alertmanager route to
     # a receiver that does not exist, its manifest checksums updated to match.
     broken = tmp_path / host_name / archive.name.replace(".tar.gz", "-broken.tar.gz")
     broken.parent.mkdir()
@@ -313,8 +316,8 @@ def test_restore_validates_both_services_before_anything_goes_live(
         archive,
         broken,
         {
-            "etc/prometheus/rules/system-resources.yml": lambda text: text.replace(
-                "> 80", "> 79", 1
+            "etc/prometheus/rules/trading-bot.yml": lambda text: text.replace(
+                "severity: warning", "severity: info", 1
             ),
             "etc/alertmanager/alertmanager.yml": lambda text: text.replace(
                 "receiver: default-receiver", "receiver: nowhere", 1
