@@ -14,9 +14,10 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # longest first so that parallel runs finish together. `make molecule
 # SCENARIOS=prometheus` runs one; MOLECULE_JOBS runs go at once.
 # `archive` runs the stack's tests too: with it on Debian 13 and `stack` on
-# Debian 12, both releases and both install methods are covered.
-SCENARIOS ?= archive:trixie stack:bookworm alertmanager dragonflydb_exporter docker_exporter \
-	prometheus node_exporter
+# Debian 12, both releases and both install methods are covered. `security`
+# runs on Debian 13, whose redis_exporter has basic auth.
+SCENARIOS ?= archive:trixie stack:bookworm security:trixie cluster alertmanager \
+	dragonflydb_exporter docker_exporter prometheus node_exporter
 MOLECULE_JOBS ?= 2
 
 .PHONY: help venv machine demo test lint unit config-test molecule bench clean

@@ -65,6 +65,25 @@ def notifications(host, alertname, status):
     return found
 
 
+def wait_for_notification(host, alertname, status, timeout=120):
+    """The first (record, alert) the webhook receiver stand-in got for an alert and status."""
+    return wait_for(
+        lambda: next(iter(notifications(host, alertname, status)), None),
+        timeout=timeout,
+        what=f"{alertname} ({status}) at the receiver",
+    )
+
+
+@contextmanager
+def stopped(host, unit):
+    """The unit stopped on the target for the block; started again after it."""
+    host.run_expect([0], f"systemctl stop {unit}")
+    try:
+        yield
+    finally:
+        host.run_expect([0], f"systemctl start {unit}")
+
+
 def get_text(host, url):
     return host.check_output("curl -fsS --max-time 10 %s", url)
 

@@ -292,7 +292,41 @@ def _host_static_configs(spec, host, host_vars, address):
     return entries
 
 
-def prometheus_scrape_configs(job_specs, groups, hostvars, local_host=None):
+# --- TLS and basic auth of the stack's own components (README "Security") ---------
+
+
+def _serves_web_config(spec):
+    """Whether the job's targets are served by a role of the stack, with its web settings.
+
+    A DragonflyDB scraped at its own port (`scrape_database`) is not; a spec
+    can say so itself with `web_config: false`.
+    """
+    if spec.get("scrape_database"):
+        return False
+    return str(spec.get("web_config", True)).lower() not in ("false", "0", "no", "")
+
+
+def _serves_tls(host_vars):
+    """A host with a certificate (monitoring_tls_cert) serves every component over TLS."""
+    return bool(str(host_vars.get("monitoring_tls_cert") or "").strip())
+
+
+def _client_settings(client, tls):
+    """scheme, tls_config and basic_auth of a job whose targets are protected."""
+    settings = {}
+    if tls:
+        settings["scheme"] = "https"
+        if client.get("ca_file"):
+            settings["tls_config"] = {"ca_file": client["ca_file"]}
+    if client.get("username"):
+        settings["basic_auth"] = {
+            "username": client["username"],
+            "password_file": client["password_file"],
+        }
+    return settings
+
+
+def prometheus_scrape_configs(job_specs, groups, hostvars, local_host=None, client=None):
     """Scrape jobs for the stack's own components, generated from the inventory.
 
     Each spec names an inventory group and the variable that holds the
@@ -303,23 +337,91 @@ def prometheus_scrape_configs(job_specs, groups, hostvars, local_host=None):
     variable: the first on its own /metrics, the others in multi-target mode
     (`multi_target_path`?target=); or, with `scrape_database`, each item
     directly at its own port. A spec whose `enabled` is false is left out.
+
+    `client` is how this Prometheus reaches protected components:
+    `{"ca_file", "username", "password_file"}`, each optional. A job whose
+    hosts set `monitoring_tls_cert` is scraped over https with `ca_file`;
+    where only some of them do, the others keep http through their
+    `__scheme__` label. With `username`, every job of the stack's own
+    components sends it with the password in `password_file`.
     """
+    client = _plain(client or {})
     configs = []
     for spec in filter(_enabled, _plain(job_specs)):
-        static_configs = []
+        static_configs, plain_http = [], []
+        protected = _serves_web_config(spec)
         for host in groups.get(spec["group"], []):
             host_vars = hostvars[host]
             address = host_vars.get("monitoring_address", "127.0.0.1")
             _check_reachable(spec, host, address, local_host)
-            static_configs += _host_static_configs(spec, host, host_vars, address)
+            entries = _host_static_configs(spec, host, host_vars, address)
+            if protected and not _serves_tls(host_vars):
+                plain_http += entries
+            static_configs += entries
         if not static_configs:
             continue
         config = {"job_name": spec["job_name"]}
         if spec.get("metrics_path"):
             config["metrics_path"] = spec["metrics_path"]
+        if protected:
+            tls = len(plain_http) < len(static_configs)
+            config.update(_client_settings(client, tls))
+            if tls:
+                for entry in plain_http:
+                    entry["labels"]["__scheme__"] = "http"
         config["static_configs"] = static_configs
         configs.append(config)
     return configs
+
+
+def _secret_to_file(config, path, secrets_dir, prefix, secret_files):
+    """Move config[path...] (a secret) into a file; put its *_file field in its place."""
+    *parents, field = path
+    holder = config
+    for key in parents:
+        holder = holder.get(key)
+        if not isinstance(holder, dict):
+            return
+    value = holder.get(field)
+    if value in (None, ""):
+        return
+    name = f"{prefix}.{'.'.join(path)}"
+    secret_files[name] = str(value)
+    del holder[field]
+    holder[_FILE_FIELDS[field]] = f"{secrets_dir.rstrip('/')}/{name}"
+
+
+# Secret fields of a remote_write/remote_read entry and the field that names
+# a file holding the value instead (Prometheus reads the file per request).
+_SECRET_PATHS = [("basic_auth", "password"), ("authorization", "credentials")]
+_FILE_FIELDS = {"password": "password_file", "credentials": "credentials_file"}
+
+
+def prometheus_remote_endpoints(entries, secrets_dir, kind):
+    """remote_write / remote_read entries with every secret moved to a file.
+
+    Entries use Prometheus' own format; `bearer_token` is accepted as a
+    shorthand for `authorization: {credentials: ...}`. Returns
+    ``{"configs": [...], "secret_files": {file name: value}}`` (names relative
+    to ``secrets_dir``), so that prometheus.yml never holds a secret.
+    """
+    configs, secret_files = [], {}
+    for index, entry in enumerate(_plain(entries or [])):
+        if not isinstance(entry, dict) or not entry.get("url"):
+            raise AnsibleFilterError(f"prometheus_{kind}[{index}] needs a url")
+        config = copy.deepcopy(entry)
+        token = config.pop("bearer_token", None)
+        if token:
+            if "authorization" in config or "basic_auth" in config:
+                raise AnsibleFilterError(
+                    f"prometheus_{kind}[{index}]: bearer_token, authorization and basic_auth "
+                    f"exclude each other"
+                )
+            config["authorization"] = {"credentials": token}
+        for path in _SECRET_PATHS:
+            _secret_to_file(config, path, secrets_dir, f"{kind}.{index}", secret_files)
+        configs.append(config)
+    return {"configs": configs, "secret_files": secret_files}
 
 
 class FilterModule:
@@ -328,4 +430,5 @@ class FilterModule:
             "prometheus_rule_files": prometheus_rule_files,
             "prometheus_alert_names": prometheus_alert_names,
             "prometheus_scrape_configs": prometheus_scrape_configs,
+            "prometheus_remote_endpoints": prometheus_remote_endpoints,
         }

@@ -269,3 +269,51 @@ class TestScrapeConfigs:
             prometheus.prometheus_scrape_configs(
                 SPECS[:1], groups, {"mon1": {}, "app1": {}}, "mon1"
             )
+
+
+SECRETS = "/etc/prometheus/secrets"
+
+
+class TestRemoteEndpoints:
+    def test_secrets_move_to_files_and_bearer_tokens_become_authorization(self):
+        entries = [
+            {
+                "url": "https://mimir.example.com/api/v1/push",
+                "basic_auth": {"username": "tenant", "password": "s3cret"},
+                "queue_config": {"max_shards": 10},
+            },
+            {"url": "https://vm.example.com/api/v1/write", "bearer_token": "t0ken"},
+        ]
+
+        result = prometheus.prometheus_remote_endpoints(
+            entries, "/etc/prometheus/secrets", "remote_write"
+        )
+
+        assert result["configs"] == [
+            {
+                "url": "https://mimir.example.com/api/v1/push",
+                "basic_auth": {
+                    "username": "tenant",
+                    "password_file": "/etc/prometheus/secrets/remote_write.0.basic_auth.password",
+                },
+                "queue_config": {"max_shards": 10},
+            },
+            {
+                "url": "https://vm.example.com/api/v1/write",
+                "authorization": {
+                    "credentials_file": SECRETS + "/remote_write.1.authorization.credentials"
+                },
+            },
+        ]
+        assert result["secret_files"] == {
+            "remote_write.0.basic_auth.password": "s3cret",
+            "remote_write.1.authorization.credentials": "t0ken",
+        }
+        assert entries[0]["basic_auth"]["password"] == "s3cret"
+
+    def test_mistakes_are_named(self):
+        with pytest.raises(AnsibleFilterError, match="prometheus_remote_write\\[0\\] needs a url"):
+            prometheus.prometheus_remote_endpoints([{}], "/s", "remote_write")
+        both = [{"url": "http://x", "bearer_token": "a", "basic_auth": {"username": "u"}}]
+        with pytest.raises(AnsibleFilterError, match="exclude each other"):
+            prometheus.prometheus_remote_endpoints(both, "/s", "remote_write")

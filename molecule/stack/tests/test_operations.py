@@ -21,6 +21,7 @@ from molecule_helpers import (
     get_text,
     metric_value,
     recap,
+    stopped,
     wait_for,
 )
 from molecule_helpers import run_playbook as run_playbook_raw
@@ -160,16 +161,15 @@ def test_verify_passes_on_the_converged_stack_with_a_report_of_every_part(host):
 
 def test_verify_fails_and_names_a_target_that_is_down(host):
     targets = len(get_json(host, f"{PROMETHEUS}/api/v1/targets")["data"]["activeTargets"])
-    host.run_expect([0], "systemctl stop data-consumer-stand-in")
     try:
-        wait_for(
-            lambda: target_health(host, "data-consumer") == {"down"},
-            timeout=30,
-            what="Prometheus to see the data consumer down",
-        )
-        rc, output = run_playbook("playbooks/verify.yml", "--tags", "status")
+        with stopped(host, "data-consumer-stand-in"):
+            wait_for(
+                lambda: target_health(host, "data-consumer") == {"down"},
+                timeout=30,
+                what="Prometheus to see the data consumer down",
+            )
+            rc, output = run_playbook("playbooks/verify.yml", "--tags", "status")
     finally:
-        host.run_expect([0], "systemctl start data-consumer-stand-in")
         wait_for(
             lambda: target_health(host, "data-consumer") == {"up"},
             timeout=30,

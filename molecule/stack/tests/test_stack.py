@@ -15,10 +15,11 @@ from molecule_helpers import (
     get_json,
     get_text,
     metric_value,
-    notifications,
     recap,
     run_playbook,
+    stopped,
     wait_for,
+    wait_for_notification,
 )
 
 PROMETHEUS = "http://127.0.0.1:9090"
@@ -100,19 +101,12 @@ def test_only_the_watchdog_fires_on_a_healthy_stack(host):
 
 def test_stopped_node_exporter_pages_and_recovers(host):
     started = time.monotonic()
-    host.run_expect([0], "systemctl stop prometheus-node-exporter")
-    try:
-        record, alert = wait_for(
-            lambda: next(iter(notifications(host, "NodeExporterDown", "firing")), None),
-            timeout=120,
-            what="NodeExporterDown at the receiver",
-        )
+    with stopped(host, "prometheus-node-exporter"):
+        record, alert = wait_for_notification(host, "NodeExporterDown", "firing")
         print(
             f"NodeExporterDown reached the receiver {time.monotonic() - started:.0f} s "
             "after node_exporter stopped"
         )
-    finally:
-        host.run_expect([0], "systemctl start prometheus-node-exporter")
 
     assert record["path"] == "/webhooks/critical"
     assert record["body"]["receiver"] == "critical-alerts"
@@ -125,25 +119,14 @@ def test_stopped_node_exporter_pages_and_recovers(host):
     )
     assert alert["annotations"]["runbook_url"].endswith("#nodeexporterdown")
 
-    record, alert = wait_for(
-        lambda: next(iter(notifications(host, "NodeExporterDown", "resolved")), None),
-        timeout=120,
-        what="the resolved NodeExporterDown at the receiver",
-    )
+    record, alert = wait_for_notification(host, "NodeExporterDown", "resolved")
     assert record["body"]["receiver"] == "critical-alerts"
     assert alert["labels"]["job"] == "node-exporter"
 
 
 def test_stopped_redis_raises_the_dragonflydb_connection_alert(host):
-    host.run_expect([0], "systemctl stop redis-server")
-    try:
-        _record, alert = wait_for(
-            lambda: next(iter(notifications(host, "DragonflyDBConnectionFailure", "firing")), None),
-            timeout=120,
-            what="DragonflyDBConnectionFailure at the receiver",
-        )
-    finally:
-        host.run_expect([0], "systemctl start redis-server")
+    with stopped(host, "redis-server"):
+        _record, alert = wait_for_notification(host, "DragonflyDBConnectionFailure", "firing")
 
     assert alert["labels"]["severity"] == "critical"
     assert alert["labels"]["service"] == "dragonflydb"
