@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +26,7 @@ __all__ = [
     "TEST_IMAGE",
     "RunningExporter",
     "Scrape",
+    "assert_promtool_clean",
     "scrape_url",
     "wait_for",
 ]
@@ -85,6 +88,22 @@ def scrape_url(url: str, **kwargs: object) -> Scrape:
     seconds = time.monotonic() - start
     assert response.status_code == 200, response.text
     return Scrape(response.text, seconds)
+
+
+def assert_promtool_clean(text: str) -> None:
+    """``promtool check metrics`` finds nothing to say about ``text`` (Prometheus format).
+
+    promtool comes with Debian's prometheus package, which CI installs
+    (scripts/prepare-machine): missing, the test fails rather than skips.
+    """
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found on PATH (Debian package prometheus)")
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    problems = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0 and not problems, f"promtool check metrics:\n{problems}"
 
 
 class RunningExporter:

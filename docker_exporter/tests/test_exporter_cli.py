@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import bcrypt
 import pytest
 import requests
 
@@ -147,3 +148,58 @@ def test_serves_and_stops_on_sigterm(process: list[subprocess.Popen[str]]) -> No
     assert "received SIGTERM, shutting down" in log
     # One line per event: no line per scrape at info level.
     assert len(log.strip().splitlines()) <= 5, log
+
+
+def test_rereads_its_web_config_without_restart(
+    process: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    """New credentials in --web.config.file work in the running process."""
+    old_hash = bcrypt.hashpw(b"old", bcrypt.gensalt(rounds=4)).decode()
+    new_hash = bcrypt.hashpw(b"new", bcrypt.gensalt(rounds=4)).decode()
+    config = tmp_path / "web-config.yml"
+    config.write_text(f"basic_auth_users:\n  prometheus: '{old_hash}'\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        exporter_command(
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            "--web.config.file",
+            str(config),
+            "--docker.host",
+            "unix:///nonexistent/docker.sock",  # the engine does not matter here
+        ),
+        env=environment(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.append(proc)
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def status(password: str) -> int | None:
+        assert proc.poll() is None, "the exporter exited"
+        try:
+            return requests.get(url, auth=("prometheus", password), timeout=10).status_code
+        except requests.ConnectionError:
+            return None
+
+    assert wait_for(lambda: status("old"), 30, "the exporter to answer") == 200
+    partial = tmp_path / ".partial"
+    partial.write_text(f"basic_auth_users:\n  prometheus: '{new_hash}'\n")
+    os.replace(partial, config)
+
+    assert status("new") == 200
+    assert status("old") == 401
+    text = requests.get(url, auth=("prometheus", "new"), timeout=10).text
+    assert "docker_exporter_web_config_last_reload_successful 1.0" in text
+
+    time.sleep(0.05)  # not the same timestamp tick as the previous rewrite
+    partial.write_text("basic_auth_users: [\n")
+    os.replace(partial, config)
+    text = requests.get(url, auth=("prometheus", "new"), timeout=10).text
+    assert "docker_exporter_web_config_last_reload_successful 0.0" in text
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert proc.stderr is not None
+    log = proc.stderr.read()
+    assert f"reloaded --web.config.file {config}" in log
+    assert "cannot reload --web.config.file" in log and "invalid YAML" in log

@@ -22,7 +22,14 @@ from docker_exporter.engine import EngineScraper
 from docker_exporter.parsing import HEALTH_STATUSES, STATES
 from docker_exporter.transport import SharedPoolUnixAdapter, make_client
 
-from .support import DOCKER_HOST, TEST_IMAGE, RunningExporter, Scrape, wait_for
+from .support import (
+    DOCKER_HOST,
+    TEST_IMAGE,
+    RunningExporter,
+    Scrape,
+    assert_promtool_clean,
+    wait_for,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -174,8 +181,20 @@ def test_engine_up_and_self_metrics(exporter: RunningExporter) -> None:
     assert 0 < scrape.value("docker_exporter_scrape_duration_seconds") < 8.0
     for call in ("list", "inspect", "stats"):
         assert scrape.value("docker_exporter_api_errors_total", call=call) == 0.0
+    for sample in scrape.find("docker_container_inspect_failed"):
+        assert sample.value == 0.0, sample
     assert scrape.value("process_resident_memory_bytes") > 0
     assert scrape.find("process_cpu_seconds_total")
+
+
+def test_output_passes_promtool_check_metrics(
+    exporter: RunningExporter, prepared: Prepared
+) -> None:
+    """A real scrape, with every kind of container prepared above, lints clean."""
+    scrape = exporter.scrape()
+    assert scrape.find("docker_container_restarts", name=prepared.name("restartloop"))
+    assert scrape.value("docker_exporter_web_config_last_reload_successful") == 1.0
+    assert_promtool_clean(scrape.text)
 
 
 def test_labels(exporter: RunningExporter, prepared: Prepared) -> None:
@@ -261,7 +280,7 @@ def test_restart_loop(exporter: RunningExporter, prepared: Prepared) -> None:
         state = {s: series(scrape, "docker_container_state", name, state=s) for s in STATES}
         assert sum(state.values()) == 1.0
         assert state["restarting"] == 1.0 or state["running"] == 1.0, state
-        count = series(scrape, "docker_container_restart_count", name)
+        count = series(scrape, "docker_container_restarts", name)
         assert count > 0
         # Exited with 1 at least once, so a finish time is there in any state.
         assert series(scrape, "docker_container_exit_code", name) in (0.0, 1.0)

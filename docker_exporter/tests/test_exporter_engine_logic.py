@@ -12,9 +12,13 @@ from typing import Any
 
 import pytest
 from docker.errors import APIError, NotFound
+from prometheus_client import generate_latest
 
 from docker_exporter.cgroup import CgroupMemoryReader
+from docker_exporter.cli import build_registry
 from docker_exporter.engine import EngineScraper, ScrapeFailed
+
+from .support import Scrape, assert_promtool_clean
 
 
 def cid(n: int) -> str:
@@ -42,7 +46,16 @@ class StandInClient:
 
     def containers(self, all: bool) -> list[dict[str, Any]]:
         assert all
-        return [{"Id": cid(n), "State": state} for n, state in self.listed.items()]
+        return [
+            {
+                "Id": cid(n),
+                "Names": [f"/c{n}"],
+                "Image": "img:1",
+                "Labels": {"com.docker.compose.project": "p", "com.docker.compose.service": "s"},
+                "State": state,
+            }
+            for n, state in self.listed.items()
+        ]
 
     def inspect_container(self, container_id: str) -> dict[str, Any]:
         n = int(container_id[:12], 16)
@@ -85,10 +98,43 @@ def scraper_for(client: StandInClient, **kwargs: Any) -> EngineScraper:
 def test_partial_inspect_failure_keeps_the_others() -> None:
     client = StandInClient({1: "running", 2: "exited", 3: "running"}, {3: APIError("boom")})
     scraper = scraper_for(client)
-    containers = scraper.scrape()
-    assert sorted(c.name for c in containers) == ["c1", "c2"]
+    by_name = {c.name: c for c in scraper.scrape()}
+    assert sorted(by_name) == ["c1", "c2", "c3"]
+    assert [n for n, c in sorted(by_name.items()) if c.inspect_failed] == ["c3"]
+    # What the list call knew of the failed one.
+    failed = by_name["c3"]
+    assert (failed.full_id, failed.image, failed.state) == (cid(3), "img:1", "running")
+    assert (failed.compose_project, failed.compose_service) == ("p", "s")
     assert scraper.api_errors() == {"list": 0, "inspect": 1, "stats": 0}
     scraper.close()
+
+
+def test_a_failed_inspect_shows_in_the_metrics() -> None:
+    """The container stays, with its state from the list call and inspect_failed 1."""
+    client = StandInClient({1: "running", 2: "exited", 3: "running"}, {3: APIError("boom")})
+    scraper = scraper_for(client)
+    try:
+        text = generate_latest(build_registry(scraper)).decode()
+    finally:
+        scraper.close()
+    scrape = Scrape(text, 0.0)
+    assert scrape.value("docker_engine_up") == 1.0
+    for name, failed in (("c1", 0.0), ("c2", 0.0), ("c3", 1.0)):
+        assert scrape.value("docker_container_inspect_failed", name=name) == failed
+    labels = {"name": "c3", "id": cid(3)[:12], "image": "img:1", "compose_project": "p"}
+    assert scrape.value("docker_container_state", state="running", **labels) == 1.0
+    assert scrape.value("docker_container_state", state="exited", **labels) == 0.0
+    # What only inspect knows is not sent for it rather than sent as 0.
+    for metric in (
+        "docker_container_health_status",
+        "docker_container_exit_code",
+        "docker_container_restarts",
+        "docker_container_memory_limit_bytes",
+    ):
+        assert not scrape.find(metric, name="c3"), metric
+        assert scrape.find(metric, name="c1"), metric
+    assert scrape.value("docker_exporter_api_errors_total", call="inspect") == 1.0
+    assert_promtool_clean(text)
 
 
 def test_every_inspect_failing_fails_the_scrape() -> None:

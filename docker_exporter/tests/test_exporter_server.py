@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
+import os
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,7 @@ from prometheus_client import Gauge
 from prometheus_client.registry import CollectorRegistry
 
 from docker_exporter.server import ExporterServer, parse_listen_address
-from docker_exporter.webconfig import WebConfig, load_web_config
+from docker_exporter.webconfig import WebConfig, WebConfigWatcher, load_web_config
 
 PASSWORD = "correct horse"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
@@ -222,6 +225,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     directory = tmp_path_factory.mktemp("certs")
     ca_key = _key()
     ca = _cert("dxtest CA", ca_key, None, ca=True)
+    _write_key(ca_key, directory / "ca.key")  # for the certificate rotation test
     server_key, client_key, stranger_key = _key(), _key(), _key()
     return Certs(
         ca=_write_cert(ca, directory / "ca.crt"),
@@ -327,3 +331,140 @@ def test_stalled_tls_client_does_not_block_others(
     with socket.create_connection((host, port), timeout=10):  # connects, never says hello
         response = requests.get(server.url + "/metrics", verify=str(certs.ca), timeout=5)
         assert response.status_code == 200
+
+
+# A changed web config file applies without a restart ------------------------
+
+
+def replace(path: Path, text: str | bytes) -> None:
+    """Put new content in place by rename, as the Ansible role's staged_config does.
+
+    The short sleep keeps two rewrites in one test from landing in the same
+    filesystem timestamp tick with a recycled inode number, which no real
+    rotation does.
+    """
+    time.sleep(0.05)
+    partial = path.with_name(f".{path.name}.partial")
+    if isinstance(text, bytes):
+        partial.write_bytes(text)
+    else:
+        partial.write_text(text)
+    os.replace(partial, path)
+
+
+def served_certificate(server: ExporterServer, ca: Path) -> bytes:
+    host, port = server.server_address[:2]
+    context = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection((host, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        return tls.getpeercert(binary_form=True) or b""
+
+
+def test_new_passwords_apply_without_restart(
+    serve: Callable[..., ExporterServer], tmp_path: Path
+) -> None:
+    path = tmp_path / "web-config.yml"
+    path.write_text(f"basic_auth_users:\n  prometheus: '{HASH}'\n")
+    watcher = WebConfigWatcher(str(path))
+    server = serve(web_config=watcher)
+    url = server.url + "/metrics"
+    with requests.Session() as session:  # one kept-alive connection, like Prometheus
+        assert session.get(url, auth=("prometheus", PASSWORD), timeout=10).status_code == 200
+
+        new_hash = bcrypt.hashpw(b"new password", bcrypt.gensalt(rounds=4)).decode()
+        replace(path, f"basic_auth_users:\n  prometheus: '{new_hash}'\n  grafana: '{HASH}'\n")
+
+        # Checked per request: the same connection sees the new users at once.
+        assert session.get(url, auth=("prometheus", PASSWORD), timeout=10).status_code == 401
+        assert session.get(url, auth=("prometheus", "new password"), timeout=10).status_code == 200
+        assert session.get(url, auth=("grafana", PASSWORD), timeout=10).status_code == 200
+    assert watcher.last_reload_successful
+
+
+def test_a_broken_change_keeps_the_previous_config(
+    serve: Callable[..., ExporterServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "web-config.yml"
+    path.write_text(f"basic_auth_users:\n  prometheus: '{HASH}'\n")
+    watcher = WebConfigWatcher(str(path))
+    server = serve(web_config=watcher)
+    url = server.url + "/metrics"
+
+    replace(path, "basic_auth_users:\n  prometheus: plaintext\n")
+    assert requests.get(url, auth=("prometheus", PASSWORD), timeout=10).status_code == 200
+    assert not watcher.last_reload_successful
+    assert "keeping the previous config: basic_auth_users.prometheus: not a bcrypt hash" in (
+        caplog.text
+    )
+
+    new_hash = bcrypt.hashpw(b"fixed", bcrypt.gensalt(rounds=4)).decode()
+    replace(path, f"basic_auth_users:\n  prometheus: '{new_hash}'\n")
+    assert requests.get(url, auth=("prometheus", "fixed"), timeout=10).status_code == 200
+    assert watcher.last_reload_successful
+
+
+def _server_pair(ca_dir: Path, certs: Certs, name: str) -> tuple[bytes, bytes]:
+    """A new server certificate (same CA) and its key, as PEM bytes."""
+    ca = x509.load_pem_x509_certificate(certs.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), password=None)
+    key = _key()
+    cert = _cert(name, key, (ca, ca_key), server=True)  # type: ignore[arg-type]
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def test_a_new_certificate_applies_without_restart(
+    serve: Callable[..., ExporterServer],
+    certs: Certs,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="docker_exporter.webconfig")
+    directory = tmp_path / "web"
+    directory.mkdir()
+    (directory / "server.crt").write_bytes(certs.server_cert.read_bytes())
+    (directory / "server.key").write_bytes(certs.server_key.read_bytes())
+    path = directory / "web-config.yml"
+    path.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    watcher = WebConfigWatcher(str(path))
+    server = serve(web_config=watcher)
+    first = served_certificate(server, certs.ca)
+    assert "reloaded" not in caplog.text  # nothing changed yet: nothing read again
+
+    new_cert, new_key = _server_pair(certs.ca.parent, certs, "localhost")
+    # Halfway through a rotation the certificate does not match the key: the
+    # previous pair stays in force until the key follows.
+    replace(directory / "server.crt", new_cert)
+    assert served_certificate(server, certs.ca) == first
+    assert not watcher.last_reload_successful
+    replace(directory / "server.key", new_key)
+    second = served_certificate(server, certs.ca)
+    assert second != first
+    assert second == x509.load_pem_x509_certificate(new_cert).public_bytes(
+        serialization.Encoding.DER
+    )
+    assert watcher.last_reload_successful
+    assert "reloaded --web.config.file" in caplog.text
+
+
+def test_switching_tls_off_takes_a_restart(
+    serve: Callable[..., ExporterServer], certs: Certs, tmp_path: Path
+) -> None:
+    path = tmp_path / "web-config.yml"
+    path.write_text(
+        f"tls_server_config:\n  cert_file: {certs.server_cert}\n  key_file: {certs.server_key}\n"
+    )
+    watcher = WebConfigWatcher(str(path))
+    server = serve(web_config=watcher)
+    replace(path, f"basic_auth_users:\n  prometheus: '{HASH}'\n")
+    response = requests.get(server.url + "/metrics", verify=str(certs.ca), timeout=10)
+    assert response.status_code == 200  # still TLS, still no auth: the old config
+    assert not watcher.last_reload_successful

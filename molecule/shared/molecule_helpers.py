@@ -7,7 +7,9 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -16,8 +18,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[2]
 
 
-def run_playbook(playbook, *args, extra_vars=None):
-    """Run a playbook against the scenario's inventory; return (rc, combined output)."""
+def _playbook_command(playbook, args, extra_vars, env_extra=None):
     argv = [
         "ansible-playbook",
         "-i",
@@ -28,8 +29,36 @@ def run_playbook(playbook, *args, extra_vars=None):
     if extra_vars is not None:
         argv += ["-e", json.dumps(extra_vars)]
     env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    env.update(env_extra or {})
+    return argv, env
+
+
+def run_playbook(playbook, *args, extra_vars=None, env=None):
+    """Run a playbook against the scenario's inventory; return (rc, combined output)."""
+    argv, environment = _playbook_command(playbook, args, extra_vars, env)
+    result = subprocess.run(argv, capture_output=True, text=True, env=environment, check=False)
     return result.returncode, result.stdout + result.stderr
+
+
+def run_playbook_killed_at(host, path, playbook, *args, extra_vars=None, timeout=300):
+    """Run a playbook and kill it (SIGKILL, every process of it) once `path` exists on the target.
+
+    Returns the output up to the kill. Fails if the playbook ends before `path` appears.
+    """
+    argv, env = _playbook_command(playbook, args, extra_vars)
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while not host.run("test -e %s", path).succeeded:
+            assert process.poll() is None, f"the run ended before {path} appeared"
+            assert time.monotonic() < deadline, f"{path} did not appear in {timeout}s"
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        log.seek(0)
+        return log.read()
 
 
 def recap(output):

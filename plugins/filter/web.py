@@ -10,22 +10,21 @@ monitoring_tls_key) and the users (monitoring_web_users). They go to
   Alertmanager, node_exporter) and for the project's Docker exporter, which
   reads the same format, a web config file (secret: it holds the users'
   bcrypt hashes) that names the two by paths relative to itself.
+
+The users' hashes are not made here: the web config's spec carries
+``basic_auth_users`` (name -> password), which staged_config's action plugin
+(plugins/action/staged_config.py) turns into bcrypt hashes on the controller,
+keeping a live hash that still verifies its password so that a rerun changes
+nothing. A filter cannot see the live file, and a hash made here would need a
+salt that is the same on every run: derived from the password, it would let
+one fast HMAC per guess test a password without paying bcrypt's cost.
 """
 
-import base64
-import hashlib
-import hmac
-
-import bcrypt
 import yaml
 from ansible.errors import AnsibleFilterError
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-
-_STANDARD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_BCRYPT = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-_TO_BCRYPT = bytes.maketrans(_STANDARD, _BCRYPT)
 
 # bcrypt reads only the first 72 bytes of a password; longer ones are refused
 # rather than silently cut.
@@ -47,22 +46,6 @@ _HEADER = (
     "# monitoring_tls_key and monitoring_web_users (README, Security). Paths are\n"
     "# relative to this file.\n"
 )
-
-
-def bcrypt_hash(password, context, rounds=10):
-    """A bcrypt hash of `password` that is the same on every run.
-
-    The salt is derived from the password and `context` (e.g. host and user
-    name) instead of drawn at random, so that rerunning a playbook writes the
-    same web config and changes nothing, while the same password still hashes
-    differently for another host or user.
-    """
-    if not password:
-        raise AnsibleFilterError(f"bcrypt_hash: empty password for {context}")
-    secret = str(password).encode()
-    digest = hmac.new(secret, f"prometheus-alerting:{context}".encode(), hashlib.sha256).digest()
-    salt = base64.b64encode(digest[:16])[:22].translate(_TO_BCRYPT)
-    return bcrypt.hashpw(secret, b"$2b$%02d$" % int(rounds) + salt).decode()
 
 
 def _text(value):
@@ -193,9 +176,10 @@ def web_config_files(tls_cert, tls_key, users, where, directory="web", rounds=10
     """staged_config ``files`` of an exporter-toolkit web config; {} when nothing is set.
 
     The certificate and key (web_tls_files) and the web config file
-    (web_config_path), which names them relative to itself and lists every
-    user of ``users`` ({name: password}) with a stable bcrypt hash, salted
-    by ``where`` and the user name. The web config is a secret file.
+    (web_config_path), which names them relative to itself. Its spec lists
+    every user of ``users`` ({name: password}) under ``basic_auth_users``,
+    which staged_config's action plugin writes into it as bcrypt hashes of
+    ``rounds`` rounds. The web config is a secret file.
     """
     files = web_tls_files(tls_cert, tls_key, where, directory)
     checked = _users(users, where)
@@ -205,13 +189,14 @@ def web_config_files(tls_cert, tls_key, users, where, directory="web", rounds=10
     config = {}
     if files:
         config["tls_server_config"] = {"cert_file": CERT_FILE, "key_file": KEY_FILE}
-    if checked:
-        config["basic_auth_users"] = {
-            name: bcrypt_hash(password, f"{where}/{name}", rounds)
-            for name, password in sorted(checked.items())
-        }
-    text = _HEADER + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    text = _HEADER + (
+        yaml.safe_dump(config, sort_keys=False, default_flow_style=False) if config else ""
+    )
     files[path] = {"content": text, "diff": False}
+    if checked:
+        files[path].update(
+            basic_auth_users=dict(sorted(checked.items())), bcrypt_rounds=int(rounds)
+        )
     return files
 
 
@@ -237,7 +222,6 @@ def web_secrets(tls_key, users):
 class FilterModule:
     def filters(self):
         return {
-            "bcrypt_hash": bcrypt_hash,
             "web_tls_files": web_tls_files,
             "web_ca_files": web_ca_files,
             "web_config_path": web_config_path,

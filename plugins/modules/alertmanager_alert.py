@@ -14,40 +14,6 @@ description:
   - I(state=resolved) posts the alert with its end time set to now, which resolves it.
   - Every call sends the alert, so it always reports a change. In check mode nothing is sent.
 options:
-  url:
-    description: >-
-      Base URL of Alertmanager, with the path of its external URL if it has one,
-      e.g. C(http://127.0.0.1:9093).
-    type: str
-    required: true
-  url_username:
-    description: Basic-auth user.
-    type: str
-    aliases: [username]
-  url_password:
-    description: Basic-auth password.
-    type: str
-    aliases: [password]
-  bearer_token:
-    description: Bearer token, instead of basic auth.
-    type: str
-  ca_path:
-    description: CA bundle that signed the service's certificate.
-    type: path
-  client_cert:
-    description: Client certificate for mutual TLS.
-    type: path
-  client_key:
-    description: Key of I(client_cert).
-    type: path
-  validate_certs:
-    description: Verify the service's TLS certificate.
-    type: bool
-    default: true
-  timeout:
-    description: Seconds to wait for each request.
-    type: float
-    default: 10.0
   labels:
     description: The alert's labels; C(alertname) is required. Values are sent as strings.
     type: dict
@@ -76,6 +42,7 @@ options:
   generator_url:
     description: Link back to what produced the alert.
     type: str
+extends_documentation_fragment: [http_api]
 author: prometheus-alerting
 """
 

@@ -14,40 +14,6 @@ description:
   - Uses C(/api/v2) only (Alertmanager 0.27 and later no longer serve C(/api/v1)).
     Changes nothing; check mode returns the same.
 options:
-  url:
-    description: >-
-      Base URL of Alertmanager, with the path of its external URL if it has one,
-      e.g. C(http://127.0.0.1:9093).
-    type: str
-    required: true
-  url_username:
-    description: Basic-auth user.
-    type: str
-    aliases: [username]
-  url_password:
-    description: Basic-auth password.
-    type: str
-    aliases: [password]
-  bearer_token:
-    description: Bearer token, instead of basic auth.
-    type: str
-  ca_path:
-    description: CA bundle that signed the service's certificate.
-    type: path
-  client_cert:
-    description: Client certificate for mutual TLS.
-    type: path
-  client_key:
-    description: Key of I(client_cert).
-    type: path
-  validate_certs:
-    description: Verify the service's TLS certificate.
-    type: bool
-    default: true
-  timeout:
-    description: Seconds to wait for each request.
-    type: float
-    default: 10.0
   filter:
     description: >-
       Read only the alerts that match all these matchers, in Alertmanager's syntax
@@ -74,6 +40,7 @@ options:
     description: Also read the notification counters from C(/metrics).
     type: bool
     default: true
+extends_documentation_fragment: [http_api]
 author: prometheus-alerting
 """
 

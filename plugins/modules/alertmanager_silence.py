@@ -12,46 +12,17 @@ description:
     start or end differ, and changes nothing when they are the same. With I(state=absent) it
     expires every active or pending silence with exactly these matchers, or the one with
     I(id).
+  - With I(marker), the module manages only the silences whose comment contains the marker,
+    and puts the marker into the comment of the silences it creates or updates. A silence
+    with the same matchers made otherwise (by hand with amtool or the web UI, or by another
+    tool) is left as it is, neither updated nor expired; I(state=present) then creates a
+    silence of its own next to it.
   - An update keeps the silence's id when Alertmanager allows it (same matchers and start);
     otherwise Alertmanager expires the old silence and creates a new one.
   - I(duration) counts from the silence's start, so running the same task again does not
     extend the silence; a longer I(duration) or a later I(ends_at) does.
   - Uses C(/api/v2/silences) only (Alertmanager 0.27 and later no longer serve C(/api/v1)).
 options:
-  url:
-    description: >-
-      Base URL of Alertmanager, with the path of its external URL if it has one,
-      e.g. C(http://127.0.0.1:9093).
-    type: str
-    required: true
-  url_username:
-    description: Basic-auth user.
-    type: str
-    aliases: [username]
-  url_password:
-    description: Basic-auth password.
-    type: str
-    aliases: [password]
-  bearer_token:
-    description: Bearer token, instead of basic auth.
-    type: str
-  ca_path:
-    description: CA bundle that signed the service's certificate.
-    type: path
-  client_cert:
-    description: Client certificate for mutual TLS.
-    type: path
-  client_key:
-    description: Key of I(client_cert).
-    type: path
-  validate_certs:
-    description: Verify the service's TLS certificate.
-    type: bool
-    default: true
-  timeout:
-    description: Seconds to wait for each request.
-    type: float
-    default: 10.0
   state:
     description: C(present) creates or updates the silence; C(absent) expires it.
     type: str
@@ -92,9 +63,22 @@ options:
       C(1d)). To create a silence, give I(duration) or I(ends_at); an existing silence
       keeps its end when neither is given.
     type: str
+  marker:
+    description:
+      - Text that marks the silences this task manages, such as C((playbooks/maintenance.yml)).
+        It is appended to I(comment) (after a space) unless the comment already contains it.
+      - Only silences whose comment contains it are updated (I(state=present)) or expired
+        (I(state=absent)). Live silences with the same matchers (or the I(id)) that lack it are
+        left alone and returned in RV(unmarked_ids); I(state=present) with the I(id) of such a
+        silence fails as for an unknown id.
+      - Without it, every silence with the matchers (or the I(id)) is managed.
+    type: str
+extends_documentation_fragment: [http_api]
 notes:
   - Supports check mode (nothing is sent; the result says what would change) and diff mode
     (the silence before and after).
+  - In an Alertmanager cluster, silences are shared by gossip. Manage them through one member,
+    any that answers, not through each, or every member adds a silence of its own.
 author: prometheus-alerting
 """
 
@@ -123,6 +107,21 @@ EXAMPLES = r"""
     matchers: ['instance="app1"']
     state: absent
 
+- name: Silence a host, keeping apart from silences that operators make by hand
+  alertmanager_silence:
+    url: http://127.0.0.1:9093
+    matchers: ['instance="app1"']
+    comment: Maintenance of app1
+    marker: (playbooks/maintenance.yml)
+    duration: 2h
+
+- name: Lift only the silence that the task above made
+  alertmanager_silence:
+    url: http://127.0.0.1:9093
+    matchers: ['instance="app1"']
+    marker: (playbooks/maintenance.yml)
+    state: absent
+
 - name: Expire one silence by its id
   alertmanager_silence:
     url: http://127.0.0.1:9093
@@ -148,6 +147,14 @@ expired_ids:
   returned: state is absent
   type: list
   elements: str
+unmarked_ids:
+  description: >-
+    Ids of the live silences with the same matchers (or the I(id)) that lack I(marker), and
+    which the module therefore left alone.
+  returned: when marker is given
+  type: list
+  elements: str
+  sample: [0b3e2a51-6c1a-4f0e-9d7e-3c1f6a2b8e90]
 """
 
 from datetime import timedelta
@@ -175,6 +182,7 @@ ARGUMENT_SPEC = http_api_argument_spec(
     starts_at={"type": "str"},
     ends_at={"type": "str"},
     duration={"type": "str"},
+    marker={"type": "str"},
 )
 
 # Alertmanager keeps silence times to the millisecond and compares starts to
@@ -210,6 +218,18 @@ def matcher_key(matchers):
 
 def _same_time(a, b):
     return abs(parse_time(a) - parse_time(b)) < TOLERANCE
+
+
+def carries(silence, marker):
+    """Whether a silence is one of those the task manages: no marker, or its comment has it."""
+    return not marker or marker in (silence.get("comment") or "")
+
+
+def with_marker(comment, marker):
+    """The comment with the marker appended, unless it is there already."""
+    if not marker or marker in comment:
+        return comment
+    return f"{comment} {marker}" if comment else marker
 
 
 class Silences:
@@ -288,6 +308,7 @@ def wanted_silence(params, matchers, existing, now):
         if not live:
             raise ValueError("comment is required to create a silence")
         comment = live["comment"]
+    comment = with_marker(comment, params["marker"])
     starts_at, ends_at = _window(params, live, now)
     silence = {
         "matchers": matchers,
@@ -313,19 +334,33 @@ def differs(existing, silence):
     )
 
 
+def _unmarked(module, silences):
+    """The result key for silences left alone, when the task has a marker."""
+    if not module.params["marker"]:
+        return {}
+    return {"unmarked_ids": [s["id"] for s in silences]}
+
+
 def present(module, silences, matchers):
     params = module.params
+    marker = params["marker"]
+    unmarked = []
     if params["id"]:
         existing = silences.get(params["id"])
-        if existing is None:
-            raise ValueError(f"Alertmanager has no silence with id {params['id']}")
+        if existing is None or not carries(existing, marker):
+            raise ValueError(
+                f"Alertmanager has no silence with id {params['id']}"
+                + (f" whose comment contains {marker!r}" if marker else "")
+            )
     else:
         found = silences.live_with(matchers)
+        unmarked = [s for s in found if not carries(s, marker)]
+        found = [s for s in found if carries(s, marker)]
         existing = found[0] if found else None
 
     silence = wanted_silence(params, matchers, existing, utc_now())
     changed = existing is None or differs(existing, silence)
-    result = {"changed": changed}
+    result = {"changed": changed, **_unmarked(module, unmarked)}
     if module._diff:
         before = describe_silence(existing) if existing is not None and "id" in silence else {}
         after = describe_silence(silence)
@@ -356,7 +391,13 @@ def absent(module, silences, matchers):
         live = [existing] if existing and existing["status"]["state"] in LIVE_STATES else []
     else:
         live = silences.live_with(matchers)
-    result = {"changed": bool(live), "expired_ids": [s["id"] for s in live]}
+    unmarked = [s for s in live if not carries(s, params["marker"])]
+    live = [s for s in live if carries(s, params["marker"])]
+    result = {
+        "changed": bool(live),
+        "expired_ids": [s["id"] for s in live],
+        **_unmarked(module, unmarked),
+    }
     if module._diff:
         result["diff"] = {
             "before": {"silences": [describe_silence(s) for s in live]},

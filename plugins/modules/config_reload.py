@@ -18,42 +18,17 @@ options:
     type: str
     choices: [prometheus, alertmanager]
     required: true
-  url:
-    description: Base URL of the service, e.g. C(http://127.0.0.1:9090).
-    type: str
-    required: true
-  url_username:
-    description: Basic-auth user.
-    type: str
-    aliases: [username]
-  url_password:
-    description: Basic-auth password.
-    type: str
-    aliases: [password]
-  bearer_token:
-    description: Bearer token, instead of basic auth.
-    type: str
-  ca_path:
-    description: CA bundle that signed the service's certificate.
-    type: path
-  client_cert:
-    description: Client certificate for mutual TLS.
-    type: path
-  client_key:
-    description: Key of I(client_cert).
-    type: path
-  validate_certs:
-    description: Verify the service's TLS certificate.
-    type: bool
-    default: true
-  timeout:
-    description: Seconds to wait for the service to become ready and for each request.
-    type: float
-    default: 10.0
   ready_timeout:
     description: Seconds to wait for the service to answer C(/-/ready) before reloading.
     type: float
     default: 60.0
+  reload_marker:
+    description:
+      - The file C(staged_config) wrote when it put files live (its option of the same name).
+        Removed once the reload is confirmed, and only then, so that a run that fails or dies
+        before that leaves it for the next run, which reloads.
+    type: path
+extends_documentation_fragment: [http_api]
 notes:
   - Prometheus serves C(/-/reload) only with C(--web.enable-lifecycle); the prometheus role sets it.
   - In check mode nothing is sent; the module reports the reload it would make.
@@ -61,10 +36,11 @@ author: prometheus-alerting
 """
 
 EXAMPLES = r"""
-- name: Reload Prometheus
+- name: Reload Prometheus, and clear the record of the reload it owed
   config_reload:
     service: prometheus
     url: http://127.0.0.1:9090
+    reload_marker: /var/lib/prometheus-alerting/reload-pending/prometheus
 
 - name: Reload Alertmanager behind TLS and basic auth
   config_reload:
@@ -88,6 +64,8 @@ previous_reload_timestamp:
   sample: 1764170000
 """
 
+import contextlib
+import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -133,6 +111,7 @@ def main():
     argument_spec.update(
         service={"type": "str", "required": True, "choices": ["prometheus", "alertmanager"]},
         ready_timeout={"type": "float", "default": 60.0},
+        reload_marker={"type": "path"},
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
@@ -149,6 +128,10 @@ def main():
         )
     except ApiError as err:
         module.fail_json(msg=str(err))
+    marker = module.params["reload_marker"]
+    if marker:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(marker)
     module.exit_json(changed=True, previous_reload_timestamp=before, reload_timestamp=after)
 
 

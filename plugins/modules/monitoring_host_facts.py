@@ -6,14 +6,18 @@ DOCUMENTATION = r"""
 module: monitoring_host_facts
 short_description: A host's packages, users, groups, services and archive installs, in one call
 description:
-  - Returns, as the fact C(monitoring_host), what the roles need to skip work that is
-    already in place. That is the installed Debian packages and their versions, system
-    users and groups, the state of every systemd service, the checksums of the unit files
-    under C(/etc/systemd/system), the Python version, the CPU architecture, and the
-    services installed from release archives under O(archive_root).
+  - Returns, as C(host), what the roles need to skip work that is already in place. That
+    is the installed Debian packages and their versions, system users and groups, the state
+    of every systemd service (and, for the units under C(/etc/systemd/system), when their
+    main process started), the checksums and modification times of those unit files, the
+    Python version, the CPU architecture, and the services installed from release archives
+    under O(archive_root).
   - One module run replaces a package install, a user, a unit file and a service check per
     service that would otherwise each cost a round trip to the host.
   - Read-only; runs the same in check mode.
+  - Returns no C(ansible_facts) on purpose. Facts go into the fact cache when one is on,
+    and the next run would find them there, describing the host as it was. Register the
+    result and keep it with a (non-cacheable) C(set_fact) instead.
 options:
   archive_root:
     description:
@@ -29,63 +33,72 @@ author: prometheus-alerting
 """
 
 EXAMPLES = r"""
-- name: Look at the host once
+- name: Look at the host once per run
   monitoring_host_facts:
-  when: ansible_facts.monitoring_host is undefined
+  register: host_look
+  when: monitoring_host is undefined
+
+- name: Keep it for this run only (set_fact is not cached)
+  ansible.builtin.set_fact:
+    monitoring_host: "{{ host_look.host }}"
+  when: monitoring_host is undefined
 
 - name: Install the package unless it is there
   ansible.builtin.apt:
     name: prometheus
-  when: "'prometheus' not in ansible_facts.monitoring_host.packages"
+  when: "'prometheus' not in monitoring_host.packages"
 """
 
 RETURN = r"""
-ansible_facts:
-  description: Facts about the host.
+host:
+  description: The host's state.
   returned: always
   type: dict
   contains:
-    monitoring_host:
-      description: The host's state.
+    packages:
+      description: Installed packages and their versions.
       type: dict
-      contains:
-        packages:
-          description: Installed packages and their versions.
-          type: dict
-          sample: {prometheus: 2.42.0+ds-5+deb12u1}
-        users:
-          description: Names of the host's users.
-          type: list
-          elements: str
-        groups:
-          description: Group names and their IDs.
-          type: dict
-          sample: {docker: 108}
-        services:
-          description: Every systemd service unit with whether it is active and enabled.
-          type: dict
-          sample: {prometheus.service: {active: true, enabled: true}}
-        unit_files:
-          description: SHA-1 of each unit file in /etc/systemd/system.
-          type: dict
-          sample: {/etc/systemd/system/prometheus.service: 3b5d...}
-        python_version:
-          description: Major and minor version of the Python that runs modules.
-          type: str
-          sample: "3.11"
-        architecture:
-          description: CPU architecture, as uname -m gives it.
-          type: str
-          sample: x86_64
-        archives:
-          description:
-            - Per name, every version directory under O(archive_root), with the SHA-256 of the
-              archive it came from, the files its manifest lists, and whether all of them are
-              there with the recorded size (C(complete)). A directory without a readable manifest
-              (an interrupted install) is listed with C(complete) false.
-          type: dict
-          sample: {prometheus: {"2.53.3": {archive_sha256: 7f2a..., complete: true,
-                   files: [/opt/prometheus-alerting/prometheus/2.53.3/prometheus]}}}
+      sample: {prometheus: 2.42.0+ds-5+deb12u1}
+    users:
+      description: Names of the host's users.
+      type: list
+      elements: str
+    groups:
+      description: Group names and their IDs.
+      type: dict
+      sample: {docker: 108}
+    services:
+      description:
+        - Every systemd service unit with whether it is active and enabled. A unit with a
+          file in /etc/systemd/system also has C(started_at), when its main process started
+          (seconds since the epoch, 0 when none runs), and C(needs_daemon_reload), whether
+          systemd still runs an older definition of the unit than the one on disk.
+        - Together with the unit file's C(mtime) they tell a service that runs an older unit
+          than the one on disk (a run interrupted between writing the unit and restarting).
+      type: dict
+      sample: {prometheus.service: {active: true, enabled: true, started_at: 1764172800.5,
+               needs_daemon_reload: false}}
+    unit_files:
+      description: SHA-1 and modification time of each unit file in /etc/systemd/system.
+      type: dict
+      sample: {/etc/systemd/system/prometheus.service: {sha1: 3b5d..., mtime: 1764172790.1}}
+    python_version:
+      description: Major and minor version of the Python that runs modules.
+      type: str
+      sample: "3.11"
+    architecture:
+      description: CPU architecture, as uname -m gives it.
+      type: str
+      sample: x86_64
+    archives:
+      description:
+        - Per name, every version directory under O(archive_root), with the SHA-256 of the
+          archive it came from, the files its manifest lists, and whether all of them are
+          there with the recorded size (C(complete)). A directory without a readable manifest
+          (an interrupted install) is listed with C(complete) false.
+      type: dict
+      sample: {prometheus: {"2.53.3": {archive_sha256: 7f2a..., complete: true,
+               files: [/opt/prometheus-alerting/prometheus/2.53.3/prometheus]}}}
 """
 
 import glob
@@ -97,6 +110,7 @@ import platform
 import pwd
 import shutil
 import sys
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -152,14 +166,53 @@ def services(module):
     return states
 
 
-def unit_file_checksums():
-    checksums = {}
+def unit_files():
+    """{path: {sha1, mtime}} of the service unit files in UNIT_DIR."""
+    found = {}
     for path in sorted(glob.glob(os.path.join(UNIT_DIR, "*.service"))):
         if os.path.isfile(path) and not os.path.islink(path):
             with open(path, "rb") as handle:
-                # SHA-1, as Ansible checksums files: comparable with checksum filters.
-                checksums[path] = hashlib.sha1(handle.read()).hexdigest()
-    return checksums
+                # SHA-1, as Ansible checksums files: comparable with the hash filter.
+                found[path] = {
+                    "sha1": hashlib.sha1(handle.read()).hexdigest(),
+                    "mtime": os.fstat(handle.fileno()).st_mtime,
+                }
+    return found
+
+
+def main_process_starts(module, units):
+    """{unit: {started_at, needs_daemon_reload}} for `units`, from one systemctl call.
+
+    systemd gives the start as a monotonic timestamp (microseconds since boot);
+    it is turned into wall-clock seconds to compare with file modification times.
+    """
+    if not units:
+        return {}
+    rc, out, _err = module.run_command(
+        [
+            "systemctl",
+            "show",
+            "--property=Id,ExecMainStartTimestampMonotonic,ExecMainPID,NeedDaemonReload",
+            "--",
+            *units,
+        ]
+    )
+    if rc != 0:
+        return {}
+    offset = time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
+    starts = {}
+    # One block of KEY=value lines per unit, separated by an empty line.
+    for block in out.strip().split("\n\n"):
+        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if "Id" not in fields:
+            continue
+        running = fields.get("ExecMainPID", "0") not in ("", "0")
+        monotonic = int(fields.get("ExecMainStartTimestampMonotonic") or 0)
+        starts[fields["Id"]] = {
+            "started_at": round(offset + monotonic / 1e6, 3) if running and monotonic else 0,
+            "needs_daemon_reload": fields.get("NeedDaemonReload") == "yes",
+        }
+    return starts
 
 
 def archive_installs(root):
@@ -193,17 +246,23 @@ def main():
         argument_spec={"archive_root": {"type": "path", "default": "/opt/prometheus-alerting"}},
         supports_check_mode=True,
     )
-    facts = {
+    units = unit_files()
+    states = services(module)
+    if states:
+        own_units = [os.path.basename(path) for path in units]
+        for unit, start in main_process_starts(module, own_units).items():
+            states.setdefault(unit, {"active": False, "enabled": False}).update(start)
+    host = {
         "packages": installed_packages(module),
         "users": sorted(entry.pw_name for entry in pwd.getpwall()),
         "groups": {entry.gr_name: entry.gr_gid for entry in grp.getgrall()},
-        "services": services(module),
-        "unit_files": unit_file_checksums(),
+        "services": states,
+        "unit_files": units,
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         "architecture": platform.machine(),
         "archives": archive_installs(module.params["archive_root"]),
     }
-    module.exit_json(changed=False, ansible_facts={"monitoring_host": facts})
+    module.exit_json(changed=False, host=host)
 
 
 if __name__ == "__main__":

@@ -11,38 +11,6 @@ description:
     evaluation time, and the alerts that are firing or pending.
   - Changes nothing; check mode returns the same.
 options:
-  url:
-    description: Base URL of Prometheus, e.g. C(http://127.0.0.1:9090).
-    type: str
-    required: true
-  url_username:
-    description: Basic-auth user.
-    type: str
-    aliases: [username]
-  url_password:
-    description: Basic-auth password.
-    type: str
-    aliases: [password]
-  bearer_token:
-    description: Bearer token, instead of basic auth.
-    type: str
-  ca_path:
-    description: CA bundle that signed the service's certificate.
-    type: path
-  client_cert:
-    description: Client certificate for mutual TLS.
-    type: path
-  client_key:
-    description: Key of I(client_cert).
-    type: path
-  validate_certs:
-    description: Verify the service's TLS certificate.
-    type: bool
-    default: true
-  timeout:
-    description: Seconds to wait for each request.
-    type: float
-    default: 10.0
   rule_type:
     description: Which rules to read.
     type: str
@@ -53,6 +21,7 @@ options:
     type: list
     elements: str
     default: []
+extends_documentation_fragment: [http_api]
 author: prometheus-alerting
 """
 

@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 module: release_archive
 short_description: Fetch a release archive into a cache, verify its SHA-256, unpack files from it
 description:
-  - Meant to run on the controller (C(delegate_to=localhost)): the targets never download.
+  - Meant to run on the controller (C(delegate_to=localhost)), so that the targets never download.
   - Downloads O(url) into O(cache_dir) unless a copy whose SHA-256 matches is already there,
     checks the SHA-256 against a pinned value or the release's checksums file, and unpacks the
     requested O(files) next to it. A cache hit downloads nothing but the checksums file (when

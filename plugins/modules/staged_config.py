@@ -19,6 +19,14 @@ description:
     own) are never removed.
   - Configs must refer to their other files by paths relative to their own directory, so
     that the staged copy validates the staged files rather than the live ones.
+  - With I(readable_by), a wanted file that this user could not read once live (its mode,
+    owner and group, and the directories above it) fails the validation too, as the service
+    would refuse to reload or fail at its next start.
+  - With I(reload_marker), a file records that the files went live and the service has not
+    yet reloaded them. It is written before the first file goes live and removed by the
+    C(config_reload) module once the service confirms the reload. A later run that finds it
+    (the previous run died in between) reports C(changed) with C(reload_pending), so the
+    reload handler runs although no file changes.
 options:
   dest:
     description: Live directory the files belong to; created if missing.
@@ -30,6 +38,12 @@ options:
         mapping with C(content) and optional C(mode), C(owner), C(group) for that file, and
         C(diff=false) for a file whose content must never be shown (a secret, whose old
         value is as secret as its new one and known to no mask).
+      - C(basic_auth_users), a mapping of user names to passwords, is for an exporter-toolkit
+        web config; it is resolved on the controller by this module's action plugin, which adds
+        them to the YAML C(content) under C(basic_auth_users) as bcrypt hashes. A hash already
+        in the live file that verifies the password is kept (a rerun changes nothing); any other
+        gets a new hash with a random salt (C(bcrypt_rounds), default 10). The passwords never
+        reach the host, and nothing but bcrypt's hash is derived from them.
     type: dict
     default: {}
   validate:
@@ -86,8 +100,31 @@ options:
     type: list
     elements: str
     default: []
+  readable_by:
+    description:
+      - The system user the service runs as. Every wanted file must be readable by it, and
+        every directory above it down from I(dest) searchable, with the attributes they will
+        have once live; otherwise the module fails before anything goes live.
+      - Not checked in check mode while the user does not exist yet (a fresh host).
+    type: str
+  reload_marker:
+    description:
+      - File that records a reload owed to the service (see the description). Created, with
+        its parent directories, before the first changed file goes live; removed by
+        C(config_reload) with the same path.
+    type: path
+  service_started_at:
+    description:
+      - For a service that reads these files only when it starts, when its running process
+        started (seconds since the epoch; 0 when none runs). A wanted live file modified after
+        that is listed in C(stale_files) and the result is C(changed), so that the caller
+        restarts the service (an earlier run put the file live and failed or died before the
+        restart).
+    type: float
+    default: 0
 notes:
   - Supports check mode (the staged tree is still validated, nothing goes live) and diff mode.
+    The diff shows a change of mode, owner or group as well as of content.
 author: prometheus-alerting
 """
 
@@ -103,6 +140,9 @@ EXAMPLES = r"""
     prune_marker: "Managed by the prometheus role"
     group: prometheus
     mode: "0640"
+    readable_by: prometheus
+    reload_marker: /var/lib/prometheus-alerting/reload-pending/prometheus
+  notify: Reload prometheus
 """
 
 RETURN = r"""
@@ -128,15 +168,30 @@ validation:
   type: list
   elements: dict
   sample: [{cmd: "promtool check config /etc/prometheus/prometheus.yml", rc: 0, stdout: "..."}]
+stale_files:
+  description:
+    - Wanted files (relative to I(dest)) already live but modified after
+      I(service_started_at), which the running service has not read.
+  returned: always
+  type: list
+  elements: str
+reload_pending:
+  description:
+    - Whether the service owes a reload, because files went live in this run or I(reload_marker)
+      was left by an earlier run that did not get to the reload.
+  returned: always
+  type: bool
 """
 
 import glob
 import grp
+import json
 import os
 import pwd
 import shlex
 import shutil
 import tempfile
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -154,6 +209,12 @@ class WantedFile:
         if isinstance(spec, dict):
             if "content" not in spec:
                 raise ValueError(f"files[{relpath!r}] has no 'content'")
+            if "basic_auth_users" in spec:
+                # The action plugin (plugins/action/staged_config.py) replaces them by hashes.
+                raise ValueError(
+                    f"files[{relpath!r}] has basic_auth_users, which only the staged_config "
+                    "action plugin resolves: add its directory to action_plugins"
+                )
             content = spec["content"]
         else:
             content, spec = spec, {}
@@ -254,6 +315,124 @@ def _write_atomically(path, wanted, directory):
         raise
 
 
+def _owner_text(mode, uid, gid):
+    """`0640 root:prometheus`: a file's mode, owner and group as ls shows them."""
+
+    def name(lookup, ident):
+        if ident is None:
+            return "(not created yet)"
+        try:
+            return lookup(ident)[0]
+        except KeyError:
+            return str(ident)
+
+    return f"{mode:04o} {name(pwd.getpwuid, uid)}:{name(grp.getgrgid, gid)}"
+
+
+class Reader:
+    """A system user, and whether it may read or search a path with given attributes."""
+
+    READ, SEARCH = 4, 1
+
+    def __init__(self, name):
+        entry = pwd.getpwnam(name)
+        self.name = name
+        self.uid = entry.pw_uid
+        self.gids = set(os.getgrouplist(name, entry.pw_gid))
+
+    def may(self, mode, uid, gid, permission):
+        # As the kernel decides: the owner's bits for the owner, else the group's, else others'.
+        if self.uid == 0:
+            return True
+        if uid == self.uid:
+            return bool((mode >> 6) & permission)
+        if gid in self.gids:
+            return bool((mode >> 3) & permission)
+        return bool(mode & permission)
+
+
+def unreadable(dest, wanted, directory, reader):
+    """Wanted files `reader` could not read once live, each with the reason."""
+    problems = []
+    for item in sorted(wanted.values(), key=lambda i: i.relpath):
+        # dest gets the wanted directory attributes; a subdirectory keeps its own, or
+        # gets them when it is created.
+        path_attributes = [(dest, directory.mode, directory.uid, directory.gid)]
+        current = dest
+        for part in item.relpath.split(os.sep)[:-1]:
+            current = os.path.join(current, part)
+            try:
+                st = os.stat(current)
+                path_attributes.append((current, st.st_mode & 0o7777, st.st_uid, st.st_gid))
+            except FileNotFoundError:
+                path_attributes.append((current, directory.mode, directory.uid, directory.gid))
+        path_attributes.append((None, item.mode, item.uid, item.gid))
+        if any(uid is None or gid is None for _path, _mode, uid, gid in path_attributes):
+            continue  # check mode on a fresh host: the owner does not exist yet
+        for path, mode, uid, gid in path_attributes:
+            permission = Reader.READ if path is None else Reader.SEARCH
+            if not reader.may(mode, uid, gid, permission):
+                where = f"its directory {path} is" if path else "it would be"
+                problems.append(f"{item.relpath} ({where} {_owner_text(mode, uid, gid)})")
+                break
+    return problems
+
+
+def stale_files(dest, wanted, content_changes, started_at):
+    """Live files, unchanged by this run, that were written after the service started."""
+    if not started_at:
+        return []
+    changing = {item.relpath for item in content_changes}
+    stale = []
+    for relpath in sorted(wanted):
+        try:
+            modified = os.stat(os.path.join(dest, relpath)).st_mtime
+        except FileNotFoundError:
+            continue
+        if relpath not in changing and modified > started_at:
+            stale.append(relpath)
+    return stale
+
+
+def _read_marker(path):
+    try:
+        with open(path) as handle:
+            record = json.load(handle)
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_marker(path, files):
+    """Record, durably, that `files` went live and the service has not reloaded them yet."""
+    record = _read_marker(path)
+    record = {
+        "since": record.get("since") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": sorted(set(record.get("files") or []) | set(files)),
+    }
+    parent = os.path.dirname(path)
+    os.makedirs(parent, mode=0o755, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".marker-", dir=parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    # The rename itself must reach the disk before any live file changes.
+    directory_fd = os.open(parent, os.O_RDONLY)
+    try:
+        os.fsync(directory_fd)
+    finally:
+        os.close(directory_fd)
+
+
 def _all_files(dest):
     for root, _dirs, names in os.walk(dest):
         for name in names:
@@ -336,9 +515,30 @@ HIDDEN_BEFORE = "(old content not shown)\n"
 HIDDEN_AFTER = "(new content not shown)\n"
 
 
-def build_diff(dest, content_changes, to_prune, hidden):
-    """Diffs of the changes; files in `hidden` (relative paths) show no content."""
+def build_diff(dest, content_changes, to_prune, hidden, attribute_changes=()):
+    """Diffs of the changes; files in `hidden` (relative paths) show no content.
+
+    A file whose mode, owner or group changes gets an entry of its own with those,
+    whether its content changes too or not.
+    """
     diff = []
+    for item in sorted(content_changes + list(attribute_changes), key=lambda i: i.relpath):
+        path = os.path.join(dest, item.relpath)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue  # a new file: its content diff says it all
+        before = _owner_text(st.st_mode & 0o7777, st.st_uid, st.st_gid)
+        after = _owner_text(item.mode, item.uid, item.gid)
+        if before != after:
+            diff.append(
+                {
+                    "before_header": f"{path} (mode owner:group)",
+                    "after_header": f"{path} (mode owner:group)",
+                    "before": before + "\n",
+                    "after": after + "\n",
+                }
+            )
     for item in content_changes:
         path = os.path.join(dest, item.relpath)
         before = (_read(path) or b"").decode("utf-8", "replace")
@@ -378,6 +578,9 @@ def main():
             "directory_group": {"type": "str", "default": "root"},
             "owned": {"type": "list", "elements": "str", "default": []},
             "secrets": {"type": "list", "elements": "str", "default": [], "no_log": True},
+            "readable_by": {"type": "str"},
+            "reload_marker": {"type": "path"},
+            "service_started_at": {"type": "float", "default": 0},
         },
         supports_check_mode=True,
     )
@@ -393,20 +596,30 @@ def main():
             wanted[item.relpath] = item
     except ValueError as err:
         module.fail_json(msg=f"invalid files: {err}")
-    directory_mode = directory.mode
 
     owned = [_safe_relpath(subdirectory) for subdirectory in params["owned"]]
     content_changes, attribute_changes, to_prune = plan(
         dest, wanted, params["prune"], params["prune_marker"] or "", owned
     )
     directory_changed = _attributes_differ(dest, directory)
+    files_change = bool(content_changes or attribute_changes or to_prune)
+    marker = params["reload_marker"]
+    # A marker left by an earlier run: the service still owes that reload.
+    owed = bool(marker) and os.path.exists(marker)
+    stale = stale_files(dest, wanted, content_changes, params["service_started_at"])
     result = {
-        "changed": bool(content_changes or attribute_changes or to_prune or directory_changed),
+        "changed": files_change or directory_changed or owed or bool(stale),
         "changed_files": sorted(i.relpath for i in content_changes + attribute_changes),
         "removed_files": to_prune,
         "directory_changed": directory_changed,
+        "reload_pending": files_change or owed,
+        "stale_files": stale,
     }
-    if module._diff and (content_changes or to_prune):
+
+    if params["readable_by"]:
+        check_readable(module, params["readable_by"], dest, wanted, directory, result, owed)
+
+    if module._diff and (content_changes or to_prune or attribute_changes):
         # Secret files, and whatever is pruned from owned directories, show no content.
         hidden = {relpath for relpath, item in wanted.items() if not item.show_diff}
         hidden |= {
@@ -414,10 +627,10 @@ def main():
             for relpath in to_prune
             if any(relpath.startswith(sub + os.sep) for sub in owned)
         }
-        result["diff"] = build_diff(dest, content_changes, to_prune, hidden)
+        result["diff"] = build_diff(dest, content_changes, to_prune, hidden, attribute_changes)
 
     if content_changes or to_prune:
-        staging_root, staged = stage(dest, content_changes, to_prune, directory_mode)
+        staging_root, staged = stage(dest, content_changes, to_prune, directory.mode)
         try:
             result["validation"], failure = validate(module, params["validate"], staged, dest)
         finally:
@@ -427,15 +640,44 @@ def main():
             output = " ".join(
                 text.strip() for text in (failure["stdout"], failure["stderr"]) if text.strip()
             )
+            # Nothing changed, and only a reload an earlier run left is still owed.
+            result.update(changed=False, reload_pending=owed)
             module.fail_json(
                 msg=f"the new configuration is invalid, nothing was changed: "
                 f"`{failure['cmd']}` exited {failure['rc']}: {output}",
                 **result,
             )
 
-    if module.check_mode or not result["changed"]:
+    if module.check_mode or not (files_change or directory_changed):
         module.exit_json(**result)
 
+    if marker and files_change:
+        write_marker(marker, result["changed_files"] + to_prune)
+    go_live(dest, directory, directory_changed, content_changes, attribute_changes, to_prune)
+    module.exit_json(**result)
+
+
+def check_readable(module, user, dest, wanted, directory, result, owed):
+    """Fail, before anything goes live, when `user` could not read a wanted file."""
+    try:
+        reader = Reader(user)
+    except KeyError:
+        if module.check_mode:
+            return  # a fresh host: an earlier task would create the user
+        result.update(changed=False, reload_pending=owed)
+        module.fail_json(msg=f"readable_by: user {user!r} does not exist", **result)
+    problems = unreadable(dest, wanted, directory, reader)
+    if problems:
+        result.update(changed=False, reload_pending=owed)
+        module.fail_json(
+            msg=f"the new configuration is invalid, nothing was changed: {user} could not read "
+            + "; ".join(problems),
+            **result,
+        )
+
+
+def go_live(dest, directory, directory_changed, content_changes, attribute_changes, to_prune):
+    """Apply the validated plan to the live tree: each file by an atomic rename."""
     if directory_changed:
         directory.ensure(dest)
     for item in content_changes:
@@ -446,7 +688,6 @@ def main():
         os.chmod(path, item.mode)
     for relpath in to_prune:
         os.unlink(os.path.join(dest, relpath))
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ The modules are tested against real Prometheus and Alertmanager processes
 listening on loopback ports chosen at random.
 """
 
+import importlib.util
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -156,24 +158,57 @@ def prometheus(tmp_path):
 
 @pytest.fixture
 def alertmanager(tmp_path):
+    service = start_alertmanager(tmp_path, ALERTMANAGER_CONFIG.format(receiver="initial"))
+    yield service
+    service.stop()
+
+
+def start_alertmanager(directory, config_text):
+    """An Alertmanager on a free loopback port, without gossip, its config in `directory`."""
     binary = shutil.which("prometheus-alertmanager") or require_binary("alertmanager")
     port = free_port()
-    config = tmp_path / "alertmanager.yml"
-    config.write_text(ALERTMANAGER_CONFIG.format(receiver="initial"))
-    service = Service(
+    config = directory / "alertmanager.yml"
+    config.write_text(config_text)
+    return Service(
         [
             binary,
             f"--config.file={config}",
-            f"--storage.path={tmp_path / 'am-data'}",
+            f"--storage.path={directory / 'am-data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--cluster.listen-address=",
         ],
         config,
         f"http://127.0.0.1:{port}",
-        open(tmp_path / "alertmanager.log", "wb"),  # noqa: SIM115 - closed by stop()
+        open(directory / "alertmanager.log", "wb"),
     )
-    yield service
-    service.stop()
+
+
+def run_local_playbook(playbook, extra_vars, env=None, verbose=False):
+    """Run a playbook on this machine (connection local) with the project's ansible.cfg.
+
+    The plays target `all`, which is localhost here; extra_vars go in as JSON.
+    """
+    argv = [
+        "ansible-playbook",
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+        "-e",
+        json.dumps(extra_vars),
+        str(playbook),
+    ]
+    environment = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    environment.update(env or {})
+    return subprocess.run(
+        [*argv, "-v"] if verbose else argv,
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+    )
 
 
 def start_prometheus(directory, config_text, files=None, **values):
@@ -325,9 +360,23 @@ class WebhookReceiver:
         return [alert for record in records for alert in record["body"]["alerts"]]
 
 
+def documented_options(module):
+    """The options a module documents, its doc fragments' (plugins/doc_fragments) included."""
+    documentation = yaml.safe_load(module.DOCUMENTATION)
+    options = {}
+    for name in documentation.get("extends_documentation_fragment") or []:
+        path = ROOT / "plugins" / "doc_fragments" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"doc_fragment_{name}", path)
+        fragment = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(fragment)
+        options.update(yaml.safe_load(fragment.ModuleDocFragment.DOCUMENTATION)["options"])
+    options.update(documentation.get("options") or {})
+    return options
+
+
 def assert_documented(module):
     """The module's DOCUMENTATION describes exactly its ARGUMENT_SPEC."""
-    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
+    documented = documented_options(module)
     assert set(documented) == set(module.ARGUMENT_SPEC)
     for name, spec in module.ARGUMENT_SPEC.items():
         doc = documented[name]

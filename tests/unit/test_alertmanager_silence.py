@@ -1,16 +1,29 @@
 """alertmanager_silence against a real Alertmanager: create, update, expire, idempotence."""
 
 import json
+import shutil
+import urllib.request
 import uuid
 from datetime import timedelta
 
 import alertmanager_silence
 import pytest
-from ansible.module_utils.http_api import parse_time
-from conftest import ModuleFailed, assert_documented, free_port, http_get, run_module
+from ansible.module_utils.http_api import format_time, parse_time, utc_now
+from conftest import (
+    ALERTMANAGER_CONFIG,
+    ModuleFailed,
+    Service,
+    assert_documented,
+    free_port,
+    http_get,
+    require_binary,
+    run_module,
+    wait_for,
+)
 
 MATCHERS = ['instance="app1"', 'service="trading-bot"']
 MAINTENANCE = {"matchers": MATCHERS, "comment": "Kernel upgrade", "duration": "2h"}
+MARKER = "(playbooks/maintenance.yml)"
 
 
 def silence(alertmanager, check_mode=False, diff=False, **args):
@@ -230,6 +243,189 @@ def test_an_unreachable_alertmanager_fails_with_the_url_and_reason():
     message = failure.value.result["msg"]
     assert f"GET {url}/api/v2/silences failed" in message
     assert "Connection refused" in message
+
+
+def by_hand(alertmanager, comment="Disk swap, by hand", created_by="ops"):
+    """A silence with MATCHERS made as amtool or the web UI makes it; returns its id."""
+    body = {
+        "matchers": [
+            {"name": "instance", "value": "app1", "isRegex": False, "isEqual": True},
+            {"name": "service", "value": "trading-bot", "isRegex": False, "isEqual": True},
+        ],
+        "startsAt": format_time(utc_now()),
+        "endsAt": format_time(utc_now() + timedelta(hours=1)),
+        "createdBy": created_by,
+        "comment": comment,
+    }
+    request = urllib.request.Request(
+        alertmanager.url + "/api/v2/silences",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())["silenceID"]
+
+
+def by_id(alertmanager):
+    return {s["id"]: s for s in stored_silences(alertmanager)}
+
+
+def test_with_a_marker_present_makes_its_own_silence_next_to_one_made_by_hand(alertmanager):
+    hand = by_hand(alertmanager, created_by="ops")
+    hand_before = by_id(alertmanager)[hand]
+
+    result = silence(alertmanager, created_by="ops", marker=MARKER, **MAINTENANCE)
+    again = silence(alertmanager, created_by="ops", marker=MARKER, **MAINTENANCE)
+
+    assert result["changed"] is True
+    assert result["unmarked_ids"] == [hand]
+    assert result["silence_id"] != hand
+    stored = by_id(alertmanager)
+    assert set(stored) == {hand, result["silence_id"]}
+    assert stored[result["silence_id"]]["comment"] == f"Kernel upgrade {MARKER}"
+    assert result["silence"]["comment"] == f"Kernel upgrade {MARKER}"
+    # The hand-made silence is not adopted: not a field of it changes.
+    assert stored[hand] == hand_before
+    assert again["changed"] is False
+    assert again["silence_id"] == result["silence_id"]
+    assert by_id(alertmanager) == stored
+
+
+def test_with_a_marker_absent_expires_only_the_marked_silences(alertmanager):
+    mine = silence(alertmanager, marker=MARKER, **MAINTENANCE)["silence_id"]
+    hand = by_hand(alertmanager)
+
+    checked = silence(
+        alertmanager, check_mode=True, matchers=MATCHERS, marker=MARKER, state="absent"
+    )
+    assert (checked["changed"], checked["expired_ids"], checked["unmarked_ids"]) == (
+        True,
+        [mine],
+        [hand],
+    )
+    assert set(by_id(alertmanager)) == {mine, hand}
+
+    result = silence(alertmanager, matchers=MATCHERS, marker=MARKER, state="absent", diff=True)
+    again = silence(alertmanager, matchers=MATCHERS, marker=MARKER, state="absent")
+
+    assert (result["changed"], result["expired_ids"], result["unmarked_ids"]) == (
+        True,
+        [mine],
+        [hand],
+    )
+    assert [s["id"] for s in result["diff"]["before"]["silences"]] == [mine]
+    assert list(by_id(alertmanager)) == [hand]
+    assert (again["changed"], again["expired_ids"], again["unmarked_ids"]) == (False, [], [hand])
+
+
+def test_a_marker_already_in_the_comment_is_not_repeated_and_such_a_silence_is_managed(
+    alertmanager,
+):
+    # As the playbook made it before it passed a marker: the marker in its default comment.
+    earlier = silence(alertmanager, **dict(MAINTENANCE, comment=f"Maintenance of app1 {MARKER}"))
+
+    result = silence(
+        alertmanager, marker=MARKER, **dict(MAINTENANCE, comment="Maintenance of app1")
+    )
+
+    assert result["changed"] is False
+    assert result["silence_id"] == earlier["silence_id"]
+    assert result["unmarked_ids"] == []
+    (stored,) = stored_silences(alertmanager)
+    assert stored["comment"] == f"Maintenance of app1 {MARKER}"
+
+
+def test_with_a_marker_an_id_of_an_unmarked_silence_is_left_alone(alertmanager):
+    hand = by_hand(alertmanager)
+
+    expired = silence(alertmanager, id=hand, marker=MARKER, state="absent")
+    with pytest.raises(ModuleFailed) as failure:
+        silence(alertmanager, id=hand, marker=MARKER, comment="Taken over", duration="3h")
+
+    assert (expired["changed"], expired["expired_ids"], expired["unmarked_ids"]) == (
+        False,
+        [],
+        [hand],
+    )
+    assert failure.value.result["msg"] == (
+        f"invalid silence: Alertmanager has no silence with id {hand} "
+        f"whose comment contains '{MARKER}'"
+    )
+    assert by_id(alertmanager)[hand]["comment"] == "Disk swap, by hand"
+
+
+def test_without_a_marker_nothing_is_reported_as_unmarked(alertmanager):
+    by_hand(alertmanager)
+
+    result = silence(alertmanager, matchers=MATCHERS, state="absent")
+
+    assert "unmarked_ids" not in result
+    assert result["changed"] is True
+
+
+@pytest.fixture
+def alertmanager_pair(tmp_path):
+    """Two Alertmanagers on loopback that gossip as one cluster, as the roles set them up."""
+    binary = shutil.which("prometheus-alertmanager") or require_binary("alertmanager")
+    web = [free_port(), free_port()]
+    gossip = [free_port(), free_port()]
+    members = []
+    try:
+        for index in range(2):
+            directory = tmp_path / f"member{index}"
+            directory.mkdir()
+            config = directory / "alertmanager.yml"
+            config.write_text(ALERTMANAGER_CONFIG.format(receiver="initial"))
+            members.append(
+                Service(
+                    [
+                        binary,
+                        f"--config.file={config}",
+                        f"--storage.path={directory / 'data'}",
+                        f"--web.listen-address=127.0.0.1:{web[index]}",
+                        f"--cluster.listen-address=127.0.0.1:{gossip[index]}",
+                        f"--cluster.peer=127.0.0.1:{gossip[1 - index]}",
+                    ],
+                    config,
+                    f"http://127.0.0.1:{web[index]}",
+                    open(directory / "alertmanager.log", "wb"),  # noqa: SIM115 - closed by stop()
+                )
+            )
+
+        def joined():
+            return all(
+                len(json.loads(http_get(m.url + "/api/v2/status"))["cluster"]["peers"]) == 2
+                for m in members
+            )
+
+        wait_for(joined, what="both Alertmanagers in one cluster")
+        yield members
+    finally:
+        for member in members:
+            member.stop()
+
+
+def test_a_marked_silence_made_through_one_member_is_lifted_through_the_other(
+    alertmanager_pair,
+):
+    first, second = alertmanager_pair
+    made = silence(first, marker=MARKER, **MAINTENANCE)["silence_id"]
+    hand = by_hand(second)
+    wait_for(
+        lambda: all(set(by_id(m)) == {made, hand} for m in alertmanager_pair),
+        what="both silences on both members",
+    )
+
+    again = silence(second, marker=MARKER, **MAINTENANCE)
+    lifted = silence(second, matchers=MATCHERS, marker=MARKER, state="absent")
+
+    assert (again["changed"], again["silence_id"]) == (False, made)
+    assert (lifted["expired_ids"], lifted["unmarked_ids"]) == ([made], [hand])
+    wait_for(
+        lambda: all(list(by_id(m)) == [hand] for m in alertmanager_pair),
+        what="the marked silence expired on both members, the hand-made one live",
+    )
 
 
 def test_documentation_matches_the_options():

@@ -92,3 +92,24 @@ def test_an_unreachable_service_fails_with_the_url_and_reason():
     message = failure.value.result["msg"]
     assert url in message
     assert "Connection refused" in message
+
+
+def test_the_reload_marker_goes_only_with_a_confirmed_reload(prometheus, tmp_path):
+    marker = tmp_path / "reload-pending" / "prometheus"
+    marker.parent.mkdir()
+    marker.write_text('{"files": ["prometheus.yml"]}\n')
+    reload = {"service": "prometheus", "url": prometheus.url, "reload_marker": str(marker)}
+
+    run_module(config_reload, reload, check_mode=True)
+    assert marker.exists()
+
+    prometheus.write_config("global:\n  scrape_interval: not-a-duration\n")
+    with pytest.raises(ModuleFailed):
+        run_module(config_reload, reload)
+    assert marker.exists()
+
+    prometheus.write_config(PROMETHEUS_CONFIG.format(marker="changed"))
+    run_module(config_reload, reload)
+    assert not marker.exists()
+    # Nothing left to remove: still a plain, confirmed reload.
+    assert run_module(config_reload, reload)["changed"] is True

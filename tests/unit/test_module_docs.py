@@ -1,12 +1,16 @@
 """Every module's DOCUMENTATION, EXAMPLES and RETURN parse, and options match the code."""
 
 import ast
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-MODULES = sorted((Path(__file__).resolve().parents[2] / "plugins" / "modules").glob("*.py"))
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = sorted((ROOT / "plugins" / "modules").glob("*.py"))
 
 
 def module_strings(path):
@@ -31,3 +35,33 @@ def test_documentation_examples_and_return_are_valid_yaml(path):
     examples = yaml.safe_load(strings["EXAMPLES"])
     assert any(path.stem in task for task in examples)
     yaml.safe_load(strings["RETURN"])
+
+
+def test_ansible_doc_renders_every_module_with_its_fragments():
+    """What a user reads: every module's page, the shared HTTP API options included."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    names = [path.stem for path in MODULES]
+
+    result = subprocess.run(
+        ["ansible-doc", "--json", "-t", "module", *names],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "ERROR" not in result.stderr, result.stderr
+    pages = json.loads(result.stdout)
+    assert sorted(pages) == sorted(names)
+    http_modules = [
+        path.stem
+        for path in MODULES
+        if "http_api"
+        in yaml.safe_load(module_strings(path)["DOCUMENTATION"]).get(
+            "extends_documentation_fragment", []
+        )
+    ]
+    assert len(http_modules) == 7
+    for name in http_modules:
+        assert {"url", "url_password", "ca_path", "timeout"} <= set(pages[name]["doc"]["options"])

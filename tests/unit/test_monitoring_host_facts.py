@@ -26,7 +26,8 @@ def install(root, name, version, files, archive_sha256="ab" * 32):
 def archives(root):
     result = run_module(monitoring_host_facts, {"archive_root": str(root)}, check_mode=True)
     assert result["changed"] is False
-    return result["ansible_facts"]["monitoring_host"]["archives"]
+    assert "ansible_facts" not in result
+    return result["host"]["archives"]
 
 
 def test_a_complete_install_is_reported_with_its_files_and_archive_checksum(tmp_path):

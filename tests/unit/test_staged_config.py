@@ -1,5 +1,6 @@
 """staged_config: validate the whole new tree, then swap; never half-apply."""
 
+import json
 import os
 import stat
 
@@ -212,3 +213,126 @@ def test_owned_directories_keep_only_wanted_files_and_never_show_secrets(tmp_pat
     shown = repr(result["diff"])
     assert "old-secret" not in shown and "new-secret" not in shown
     assert "password_file: secrets/smtp" in shown
+
+
+# --- the reload owed, readability, attribute diffs ---------------------------------------
+
+
+def test_a_change_leaves_a_reload_marker_that_a_rerun_reports_until_removed(live, tmp_path):
+    marker = tmp_path / "state" / "reload-pending" / "prometheus"
+    new_rules = GOOD_RULES.replace("good", "second")
+    wanted = {"rules/good.yml": GOOD_RULES, "rules/second.yml": new_rules}
+
+    first = run_module(staged_config, args(live, wanted, reload_marker=str(marker)))
+
+    assert first["changed"] is True and first["reload_pending"] is True
+    record = json.loads(marker.read_text())
+    assert record["files"] == ["rules/second.yml"]
+    # The run died before its reload: the next one, with nothing to write, still owes it.
+    rerun = run_module(staged_config, args(live, wanted, reload_marker=str(marker)))
+    assert rerun["changed"] is True and rerun["reload_pending"] is True
+    assert rerun["changed_files"] == []
+    predicted = run_module(
+        staged_config, args(live, wanted, reload_marker=str(marker)), check_mode=True
+    )
+    assert predicted["changed"] is True
+    # config_reload removes it once the service confirms the reload.
+    marker.unlink()
+    settled = run_module(staged_config, args(live, wanted, reload_marker=str(marker)))
+    assert settled["changed"] is False and settled["reload_pending"] is False
+
+
+def test_an_invalid_tree_writes_no_reload_marker(live, tmp_path):
+    marker = tmp_path / "reload-pending"
+
+    with pytest.raises(ModuleFailed):
+        run_module(
+            staged_config, args(live, {"rules/good.yml": BROKEN_RULES}, reload_marker=str(marker))
+        )
+
+    assert not marker.exists()
+
+
+def test_check_mode_writes_no_reload_marker(live, tmp_path):
+    marker = tmp_path / "reload-pending"
+    new_rules = GOOD_RULES.replace("good", "second")
+
+    result = run_module(
+        staged_config,
+        args(live, {"rules/second.yml": new_rules}, reload_marker=str(marker)),
+        check_mode=True,
+    )
+
+    assert result["reload_pending"] is True
+    assert not marker.exists()
+
+
+def test_a_file_the_service_user_could_not_read_fails_before_going_live(live):
+    before = snapshot(live)
+    key = {"content": "secret\n", "mode": "0600", "diff": False}
+
+    with pytest.raises(ModuleFailed) as failure:
+        run_module(
+            staged_config,
+            args(live, {"web/server.key": key, "rules/good.yml": GOOD_RULES}, readable_by="nobody"),
+        )
+
+    message = failure.value.result["msg"]
+    assert "nothing was changed: nobody could not read web/server.key" in message
+    assert "(it would be 0600 root:root)" in message
+    assert snapshot(live) == before
+
+
+def test_a_directory_the_service_user_cannot_enter_fails_too(live):
+    with pytest.raises(ModuleFailed) as failure:
+        run_module(
+            staged_config,
+            args(live, {"rules/good.yml": GOOD_RULES}, readable_by="nobody", directory_mode="0750"),
+        )
+
+    assert f"its directory {live} is 0750 root:root" in failure.value.result["msg"]
+
+
+def test_files_the_service_user_reads_through_its_group_pass(live):
+    result = run_module(
+        staged_config,
+        args(
+            live,
+            {"rules/good.yml": GOOD_RULES, "web/server.key": {"content": "k\n", "diff": False}},
+            readable_by="nobody",
+            group="nogroup",
+            mode="0640",
+            directory_mode="0750",
+            directory_group="nogroup",
+        ),
+    )
+
+    assert result["changed"] is True
+    assert stat.S_IMODE((live / "web" / "server.key").stat().st_mode) == 0o640
+
+
+def test_a_readable_by_user_that_does_not_exist_is_a_clear_error(live):
+    with pytest.raises(ModuleFailed) as failure:
+        run_module(staged_config, args(live, {}, readable_by="no-such-user"))
+
+    assert "readable_by: user 'no-such-user' does not exist" in failure.value.result["msg"]
+
+
+def test_the_diff_shows_a_change_of_mode_or_group(live):
+    os.chmod(live / "rules" / "good.yml", 0o666)
+    secret = {"content": "secret\n", "diff": False, "mode": "0600"}
+    (live / "key").write_text("secret\n")
+
+    result = run_module(
+        staged_config,
+        args(live, {"rules/good.yml": GOOD_RULES, "key": secret}),
+        check_mode=True,
+        diff=True,
+    )
+
+    by_header = {entry["before_header"]: entry for entry in result["diff"]}
+    rules = by_header[f"{live}/rules/good.yml (mode owner:group)"]
+    assert (rules["before"], rules["after"]) == ("0666 root:root\n", "0644 root:root\n")
+    key = by_header[f"{live}/key (mode owner:group)"]
+    assert (key["before"], key["after"]) == ("0644 root:root\n", "0600 root:root\n")
+    assert "secret" not in repr(result["diff"])

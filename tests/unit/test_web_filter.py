@@ -6,6 +6,7 @@ them, promtool accepts them, and config_reload reaches both through them.
 """
 
 import base64
+import importlib.util
 import shutil
 import ssl
 import subprocess
@@ -27,6 +28,13 @@ from cryptography.hazmat.primitives import serialization
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 import pki
 
+# staged_config's action plugin, which turns basic_auth_users into hashes (loaded by
+# path: the module of the same name is on sys.path too).
+_ACTION = Path(__file__).resolve().parents[2] / "plugins" / "action" / "staged_config.py"
+_spec = importlib.util.spec_from_file_location("staged_config_action", _ACTION)
+staged_config_action = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(staged_config_action)
+
 USERS = {"prometheus": 'scrape-pw $with "quotes"', "grafana": "grafana-pw"}
 
 
@@ -45,28 +53,9 @@ def tls(tmp_path_factory):
     }
 
 
-# --- bcrypt_hash ----------------------------------------------------------------------
-
-
-def test_the_hash_verifies_and_is_stable():
-    first = web.bcrypt_hash("s3cret", "mon1/prometheus")
-
-    assert bcrypt.checkpw(b"s3cret", first.encode())
-    assert not bcrypt.checkpw(b"wrong", first.encode())
-    assert first.startswith("$2b$10$")
-    assert web.bcrypt_hash("s3cret", "mon1/prometheus") == first
-
-
-def test_another_context_or_password_gives_another_hash():
-    base = web.bcrypt_hash("s3cret", "mon1/prometheus")
-
-    assert web.bcrypt_hash("s3cret", "mon2/prometheus") != base
-    assert web.bcrypt_hash("other", "mon1/prometheus") != base
-
-
-def test_an_empty_password_is_refused():
-    with pytest.raises(AnsibleFilterError, match="empty password for mon1/prometheus"):
-        web.bcrypt_hash("", "mon1/prometheus")
+def resolved(spec, live_text=""):
+    """A file spec as the module gets it: users hashed by the action plugin."""
+    return staged_config_action.with_hashes(spec, live_text) if isinstance(spec, dict) else spec
 
 
 # --- the files ------------------------------------------------------------------------
@@ -86,22 +75,28 @@ def test_tls_and_users_give_certificate_key_and_a_web_config_naming_them(tls):
     assert sorted(files) == ["web/server.crt", "web/server.key", "web/web-config-tls.yml"]
     assert files["web/server.crt"] == {"content": tls["cert"].strip() + "\n", "mode": "0644"}
     assert files["web/server.key"] == {"content": tls["key"].strip() + "\n", "diff": False}
-    assert files["web/web-config-tls.yml"]["diff"] is False
-    config = yaml.safe_load(files["web/web-config-tls.yml"]["content"])
+    spec = files["web/web-config-tls.yml"]
+    assert spec["diff"] is False
+    # The passwords go to the action plugin, never into the content.
+    assert spec["basic_auth_users"] == USERS
+    assert not any(password in spec["content"] for password in USERS.values())
+    config = yaml.safe_load(resolved(spec)["content"])
     assert config["tls_server_config"] == {"cert_file": "server.crt", "key_file": "server.key"}
     hashes = config["basic_auth_users"]
     assert sorted(hashes) == ["grafana", "prometheus"]
     for user, password in USERS.items():
+        assert hashes[user].startswith("$2b$10$")
         assert bcrypt.checkpw(password.encode(), hashes[user].encode())
     assert web.web_config_path(tls["cert"], USERS) == "web/web-config-tls.yml"
 
 
-def test_the_files_are_the_same_on_every_run_and_differ_per_service(tls):
+def test_the_filter_derives_nothing_from_a_password(tls):
     first = web.web_config_files(tls["cert"], tls["key"], USERS, "mon1/prometheus")
-
-    assert web.web_config_files(tls["cert"], tls["key"], USERS, "mon1/prometheus") == first
     other = web.web_config_files(tls["cert"], tls["key"], USERS, "mon1/alertmanager")
-    assert other["web/web-config-tls.yml"] != first["web/web-config-tls.yml"]
+
+    # The same files for every service: no hash, no salt, nothing computed from a password.
+    assert first == other
+    assert "bcrypt_hash" not in web.FilterModule().filters()
 
 
 def test_the_ca_file_is_public_and_absent_without_a_ca(tls):
@@ -115,8 +110,9 @@ def test_users_without_tls_get_the_plain_web_config():
     files = web.web_config_files("", "", USERS, "app1/node")
 
     assert list(files) == ["web/web-config.yml"]
-    config = yaml.safe_load(files["web/web-config.yml"]["content"])
+    config = yaml.safe_load(resolved(files["web/web-config.yml"])["content"])
     assert "tls_server_config" not in config
+    assert sorted(config["basic_auth_users"]) == ["grafana", "prometheus"]
     assert web.web_config_path("", USERS) == "web/web-config.yml"
 
 
@@ -201,7 +197,7 @@ def write_files(directory, files):
     for relpath, spec in files.items():
         path = directory / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(spec["content"] if isinstance(spec, dict) else spec)
+        path.write_text(resolved(spec)["content"] if isinstance(spec, dict) else spec)
 
 
 def https_get(url, ca, user=None, password=None):

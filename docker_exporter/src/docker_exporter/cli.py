@@ -15,10 +15,10 @@ from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from docker_exporter import __version__
-from docker_exporter.collector import DockerCollector
+from docker_exporter.collector import DockerCollector, WebConfigCollector
 from docker_exporter.engine import MEMORY_SOURCES, EngineScraper, check_docker_host
 from docker_exporter.server import ExporterServer
-from docker_exporter.webconfig import WebConfig, WebConfigError, load_web_config
+from docker_exporter.webconfig import WebConfigError, WebConfigWatcher
 
 log = logging.getLogger("docker_exporter")
 
@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="web_config_file",
         default=None,
         metavar="FILE",
-        help="exporter-toolkit web config (TLS, basic auth); plain HTTP without it",
+        help="exporter-toolkit web config (TLS, basic auth); plain HTTP without it. "
+        "Re-read when it or the files it names change",
     )
     add(
         "--docker.host",
@@ -135,10 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_registry(scraper: EngineScraper) -> CollectorRegistry:
+def build_registry(
+    scraper: EngineScraper, web: WebConfigWatcher | None = None
+) -> CollectorRegistry:
     """The registry /metrics renders: the Docker collector and process metrics."""
     registry = CollectorRegistry()
     registry.register(DockerCollector(scraper))
+    registry.register(WebConfigCollector(web or WebConfigWatcher()))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
@@ -171,13 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DockerException as err:
         parser.error(f"--docker.host: {err}")
 
-    web_config = WebConfig()
-    if args.web_config_file:
-        try:
-            web_config = load_web_config(args.web_config_file)
-        except WebConfigError as err:
-            log.error("invalid --web.config.file %s: %s", args.web_config_file, err)
-            return 2
+    try:
+        web = WebConfigWatcher(args.web_config_file or None)
+    except WebConfigError as err:
+        log.error("invalid --web.config.file %s: %s", args.web_config_file, err)
+        return 2
 
     scraper = EngineScraper(
         args.docker_host,
@@ -190,9 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server = ExporterServer(
             args.listen_address,
-            build_registry(scraper),
+            build_registry(scraper, web),
             telemetry_path=args.telemetry_path,
-            web_config=web_config,
+            web_config=web,
         )
     except (OSError, ValueError, WebConfigError) as err:
         log.error("cannot listen on %s: %s", args.listen_address, err)

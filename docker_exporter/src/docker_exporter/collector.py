@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector
 
 from docker_exporter.engine import CALLS, EngineScraper, ScrapeFailed
 from docker_exporter.parsing import HEALTH_STATUSES, LABEL_NAMES, STATES, Container
+from docker_exporter.webconfig import WebConfigWatcher
 
 _LABELS = list(LABEL_NAMES)
 
@@ -34,8 +35,9 @@ def container_metrics(containers: list[Container]) -> list[Metric]:
     oom_killed = _gauge(
         "docker_container_oom_killed", "1 if the last run was killed for lack of memory."
     )
+    # Not ..._count: promtool reserves that suffix for summaries and histograms.
     restarts = _gauge(
-        "docker_container_restart_count",
+        "docker_container_restarts",
         "Restarts done by the Engine's restart policy (inspect's RestartCount).",
     )
     started = _gauge(
@@ -55,10 +57,18 @@ def container_metrics(containers: list[Container]) -> list[Metric]:
         "docker_container_memory_limit_bytes",
         "HostConfig.Memory, 0 when the container has no memory limit; running only.",
     )
+    inspect_failed = _gauge(
+        "docker_container_inspect_failed",
+        "1 when this scrape's inspect call for the container failed: only its state "
+        "(from the list call) is sent, 0 otherwise.",
+    )
     for container in containers:
         labels = list(container.labels)
         for value in STATES:
             state.add_metric([*labels, value], 1.0 if container.state == value else 0.0)
+        inspect_failed.add_metric(labels, 1.0 if container.inspect_failed else 0.0)
+        if container.inspect_failed:
+            continue  # the rest is inspect's: unknown, so not sent
         for value in HEALTH_STATUSES:
             health.add_metric([*labels, value], 1.0 if container.health == value else 0.0)
         exit_code.add_metric(labels, container.exit_code)
@@ -84,6 +94,7 @@ def container_metrics(containers: list[Container]) -> list[Metric]:
         mounts,
         mem_usage,
         mem_limit,
+        inspect_failed,
     ]
 
 
@@ -125,3 +136,22 @@ class DockerCollector(Collector):
         for call in CALLS:
             errors.add_metric([call], counts[call])
         yield errors
+
+
+class WebConfigCollector(Collector):
+    """Whether the web config file in force is the one on disk."""
+
+    def __init__(self, watcher: WebConfigWatcher) -> None:
+        self._watcher = watcher
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        # The request that asks for the metrics has just looked at the files.
+        yield GaugeMetricFamily(
+            "docker_exporter_web_config_last_reload_successful",
+            "0 when the web config file (or a file it names) changed and did not load: "
+            "the previous config stays in force. 1 otherwise, also without a web config.",
+            value=1.0 if self._watcher.last_reload_successful else 0.0,
+        )

@@ -25,7 +25,12 @@ from docker.utils import version_lt
 
 from docker_exporter import __version__
 from docker_exporter.cgroup import CgroupMemoryReader
-from docker_exporter.parsing import Container, container_from_inspect, memory_usage
+from docker_exporter.parsing import (
+    Container,
+    container_from_inspect,
+    container_from_list,
+    memory_usage,
+)
 from docker_exporter.transport import is_unix_socket, make_client
 
 log = logging.getLogger(__name__)
@@ -278,10 +283,16 @@ class EngineScraper:
     def _inspect_all(
         self, client: docker.APIClient, listed: list[dict[str, Any]], deadline: float
     ) -> list[Container]:
-        """Inspect the listed containers and get the running ones' memory."""
-        pending: set[Future[Any]] = {
-            self._pool.submit(self._inspect, client, entry["Id"]) for entry in listed
+        """Inspect the listed containers and get the running ones' memory.
+
+        A container whose inspect call fails stays in the scrape with what
+        the list call told about it (``inspect_failed``): it never vanishes
+        from the metrics without a trace.
+        """
+        inspect_calls: dict[Future[Any], dict[str, Any]] = {
+            self._pool.submit(self._inspect, client, entry["Id"]): entry for entry in listed
         }
+        pending: set[Future[Any]] = set(inspect_calls)
         stats_calls: dict[Future[Any], str] = {}
 
         def request_stats(container_id: str) -> None:
@@ -297,25 +308,26 @@ class EngineScraper:
                     request_stats(entry["Id"])
         memory: dict[str, int | None] = {}
         containers: list[Container] = []
-        failures: list[Exception] = []
+        failed: list[tuple[dict[str, Any], Exception]] = []
         for future in self._completed(pending, deadline):
             if future in stats_calls:
                 memory[stats_calls.pop(future)] = future.result()
                 continue
             container = future.result()
             if isinstance(container, Exception):
-                failures.append(container)
+                failed.append((inspect_calls[future], container))
             elif container is not None:
                 containers.append(container)
                 if container.running and container.memory_usage is None and self._stats_fallback:
                     request_stats(container.full_id)
-        if failures and not containers:
+        if failed and not containers:
             # Not one answer: the engine is not really there (a partial
-            # failure only leaves out the containers concerned).
-            raise ScrapeFailed(f"every inspect call failed, e.g. {failures[0]}")
+            # failure only leaves out the details of the containers concerned).
+            raise ScrapeFailed(f"every inspect call failed, e.g. {failed[0][1]}")
         for container in containers:
             if container.running and container.memory_usage is None:
                 container.memory_usage = memory.get(container.full_id)
+        containers.extend(container_from_list(entry) for entry, _err in failed)
         return containers
 
     def close(self) -> None:

@@ -95,6 +95,8 @@ class Container:
     memory_limit: int
     pid: int
     memory_usage: int | None = None
+    # Known only from the list call: its inspect failed in this scrape.
+    inspect_failed: bool = False
 
     @property
     def id(self) -> str:
@@ -148,4 +150,34 @@ def container_from_inspect(inspect: dict[str, Any]) -> Container:
         mounts=len(inspect.get("Mounts") or ()),
         memory_limit=int(host_config.get("Memory") or 0),
         pid=int(state.get("Pid") or 0),
+    )
+
+
+def container_from_list(entry: dict[str, Any]) -> Container:
+    """A Container from a ``GET /containers/json`` entry, for one whose inspect failed.
+
+    The list call knows the name, ID, image, labels and state; everything
+    that only inspect gives (health, exit code, restarts, times, mounts,
+    memory) is left neutral and ``inspect_failed`` is set, so that the
+    collector sends only what is known.
+    """
+    names = entry.get("Names") or [""]
+    labels = entry.get("Labels") or {}
+    return Container(
+        name=(names[0] or "").lstrip("/"),
+        full_id=entry.get("Id") or "",
+        image=entry.get("Image") or "",
+        compose_project=labels.get(COMPOSE_PROJECT_LABEL, ""),
+        compose_service=labels.get(COMPOSE_SERVICE_LABEL, ""),
+        state=entry.get("State") or "",
+        health="none",
+        exit_code=0,
+        oom_killed=False,
+        restart_count=0,
+        started_at=None,
+        finished_at=None,
+        mounts=0,
+        memory_limit=0,
+        pid=0,
+        inspect_failed=True,
     )

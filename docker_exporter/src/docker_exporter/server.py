@@ -19,7 +19,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from docker_exporter import __version__
-from docker_exporter.webconfig import BasicAuth, WebConfig
+from docker_exporter.webconfig import WebConfig, WebConfigWatcher
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +64,20 @@ class ExporterServer(ThreadingHTTPServer):
         listen_address: str,
         registry: CollectorRegistry,
         telemetry_path: str = "/metrics",
-        web_config: WebConfig | None = None,
+        web_config: WebConfig | WebConfigWatcher | None = None,
         handler_timeout: float = 30.0,
     ) -> None:
         family, sockaddr = resolve_listen_address(listen_address)
         self.address_family = family
         self.registry = registry
         self.telemetry_path = telemetry_path
-        config = web_config or WebConfig()
-        self.ssl_context: ssl.SSLContext | None = (
-            config.tls.ssl_context() if config.tls is not None else None
+        # TLS, users and headers come from the watcher per connection and per
+        # request: a changed web config file applies without a restart.
+        self.web = (
+            web_config
+            if isinstance(web_config, WebConfigWatcher)
+            else WebConfigWatcher(config=web_config)
         )
-        self.auth = BasicAuth(config.users)
-        self.extra_headers = dict(config.headers)
         self.handler_timeout = handler_timeout
         self._slots = threading.BoundedSemaphore(self.MAX_CONNECTIONS)
         super().__init__(sockaddr, ExporterHandler)
@@ -93,7 +94,7 @@ class ExporterServer(ThreadingHTTPServer):
 
     @property
     def scheme(self) -> str:
-        return "https" if self.ssl_context is not None else "http"
+        return "https" if self.web.tls else "http"
 
     @property
     def url(self) -> str:
@@ -119,11 +120,12 @@ class ExporterServer(ThreadingHTTPServer):
         # Runs in the connection's own thread, so a slow TLS handshake holds up
         # nobody else.
         request.settimeout(self.handler_timeout)
-        if self.ssl_context is None:
+        ssl_context = self.web.current().ssl_context
+        if ssl_context is None:
             super().finish_request(request, client_address)
             return
         try:
-            tls = self.ssl_context.wrap_socket(request, server_side=True)
+            tls = ssl_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as err:
             log.debug("TLS handshake with %s failed: %s", client_address, err)
             return
@@ -162,7 +164,8 @@ class ExporterHandler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
     ) -> None:
         self.send_response(status)
-        for name, value in {**self.server.extra_headers, **(headers or {})}.items():
+        extra = self.server.web.current().config.headers
+        for name, value in {**extra, **(headers or {})}.items():
             self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -171,7 +174,7 @@ class ExporterHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _authorized(self) -> bool:
-        auth = self.server.auth
+        auth = self.server.web.current().auth
         if not auth.enabled or auth.check_header(self.headers.get("Authorization")):
             return True
         self._send(

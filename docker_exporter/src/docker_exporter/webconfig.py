@@ -7,6 +7,11 @@ relative to the config file's directory. Settings that the Python standard
 library cannot honour exactly (Go cipher-suite names, curve preferences,
 client certificates that are requested but not verified, ...) are refused at
 start rather than silently ignored.
+
+The file, and the certificate, key and client CA it names, are watched while
+the exporter runs (WebConfigWatcher): new passwords and certificates take
+effect without a restart, as with exporter-toolkit, which reads its config
+for every connection.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -26,6 +32,8 @@ from typing import Any
 
 import bcrypt
 import yaml
+
+log = logging.getLogger(__name__)
 
 
 class WebConfigError(Exception):
@@ -326,3 +334,133 @@ class BasicAuth:
         if not sep:
             return False
         return self.check(user.decode("utf-8", "surrogateescape"), password)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the server applies to a connection or request, built from one WebConfig."""
+
+    config: WebConfig
+    ssl_context: ssl.SSLContext | None
+    auth: BasicAuth
+
+    @classmethod
+    def build(cls, config: WebConfig) -> Serving:
+        """Raises WebConfigError when the TLS files do not load."""
+        context = config.tls.ssl_context() if config.tls is not None else None
+        return cls(config, context, BasicAuth(config.users))
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files this config names, whose changes a reload must see."""
+        tls = self.config.tls
+        if tls is None:
+            return ()
+        return tuple(p for p in (tls.cert_file, tls.key_file, tls.client_ca_file) if p)
+
+
+# Per file: (inode, size, mtime, ctime) in nanoseconds, or None when missing.
+# A rename into place (a new inode) or a write in place both change it.
+_Signature = tuple[tuple[int, int, int, int] | None, ...]
+
+
+def _signature(paths: tuple[str, ...]) -> _Signature:
+    found: list[tuple[int, int, int, int] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            found.append(None)
+        else:
+            found.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(found)
+
+
+class WebConfigWatcher:
+    """The web config in force, re-read when its file or the files it names change.
+
+    :meth:`current` costs one stat() per file (the config file and the
+    certificate, key and client CA it names) and reads and checks the files
+    again only when one of them changed: a new password or certificate
+    applies from the next request or connection, without a restart.
+
+    A changed config that does not load (invalid YAML or field, an unreadable
+    file, a certificate that does not match its key, TLS switched on or off,
+    which changes the URL scheme and takes a restart) leaves the last good
+    one in force; the failure is logged once per change and shows in
+    :attr:`last_reload_successful`, until a later change loads.
+    """
+
+    def __init__(self, path: str | None = None, config: WebConfig | None = None) -> None:
+        """Without ``path``, ``config`` (default: plain HTTP) stays as it is.
+
+        With ``path``, the file is loaded now and WebConfigError raised if it
+        does not: at start, a bad file is an error, not a fallback.
+        """
+        self.path = path
+        self.last_reload_successful = True
+        self._lock = threading.Lock()
+        if path is None:
+            self._serving = Serving.build(config or WebConfig())
+            self._paths: tuple[str, ...] = ()
+            self._seen: _Signature | None = ()
+            return
+        self._serving, self._paths, self._seen = self._load((path,))
+        if self._seen is None:  # TLS files named: now their stats are known too
+            self._serving, self._paths, self._seen = self._load(self._paths)
+
+    def _load(self, paths: tuple[str, ...]) -> tuple[Serving, tuple[str, ...], _Signature | None]:
+        """Load the config; return it, the files it names and their signature.
+
+        The signature is one taken before the read and found the same after
+        it, so that a change during the read is seen next time; None when that
+        cannot be told (the config names other files than ``paths``, or they
+        changed meanwhile): the next request then looks again.
+        """
+        assert self.path is not None
+        before = _signature(paths)
+        serving = Serving.build(load_web_config(self.path))
+        named = (self.path, *serving.files)
+        after = _signature(named)
+        return serving, named, after if named == paths and after == before else None
+
+    @property
+    def tls(self) -> bool:
+        return self._serving.ssl_context is not None
+
+    def current(self) -> Serving:
+        """The config to apply now, reloaded first if its files changed."""
+        if self.path is None:
+            return self._serving
+        signature = _signature(self._paths)
+        if signature == self._seen:
+            return self._serving
+        with self._lock:
+            # Another thread may have reloaded meanwhile.
+            signature = _signature(self._paths)
+            if signature != self._seen:
+                self._reload(signature)
+            return self._serving
+
+    def _reload(self, signature: _Signature) -> None:
+        path = self.path
+        assert path is not None
+        self._seen = signature  # a failure is not retried before the next change
+        try:
+            serving, paths, seen = self._load(self._paths)
+            if seen is None:  # other files named, or a change during the read
+                serving, paths, seen = self._load(paths)
+            if (serving.ssl_context is not None) != self.tls:
+                switched = "on" if serving.ssl_context is not None else "off"
+                raise WebConfigError(
+                    f"TLS switched {switched}: that changes the URL scheme and takes a restart"
+                )
+        except WebConfigError as err:
+            log.error(
+                "cannot reload --web.config.file %s, keeping the previous config: %s", path, err
+            )
+            self.last_reload_successful = False
+            return
+        self._serving, self._paths, self._seen = serving, paths, seen
+        self.last_reload_successful = True
+        log.info("reloaded --web.config.file %s", path)

@@ -311,7 +311,8 @@ def test_the_operations_playbooks_use_tls_and_credentials(host):
 
     assert rc == 0, verified
     assert "Prometheus https://127.0.0.1:9090" in verified
-    assert re.search(r"All \d+ rules evaluate and all \d+ targets are up", verified)
+    assert re.search(r"All \d+ rules evaluate, all \d+ targets are up, and Prometheus", verified)
+    assert "Alertmanager runs the configuration on disk" in verified
     assert rc_alert == 0, alerted
     assert rc_silence == 0, silenced
     assert rc_lift == 0, lifted

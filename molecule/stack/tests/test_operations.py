@@ -156,7 +156,10 @@ def test_verify_passes_on_the_converged_stack_with_a_report_of_every_part(host):
     assert re.search(r"firing +none +Watchdog", output), output
     assert "Firing by severity: " in output
     assert "Alertmanager notifications since it started: " in output
-    assert f"All {rules} rules evaluate and all {targets} targets are up." in output
+    assert (
+        f"All {rules} rules evaluate, all {targets} targets are up, and Prometheus and "
+        "Alertmanager run the configuration on disk." in output
+    )
 
 
 def test_verify_fails_and_names_a_target_that_is_down(host):

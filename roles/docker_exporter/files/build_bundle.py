@@ -7,6 +7,9 @@ Writes OUTPUT, a .tar.gz of wheels: the exporter built from SOURCE_DIR and
 every dependency pinned in SOURCE_DIR/requirements.lock, for CPython
 PYTHON_VERSION (e.g. 3.11) on ARCHITECTURE (e.g. x86_64), so that targets
 install it with `pip install --no-index` and need no index of their own.
+The dependencies are downloaded with --require-hashes: only the exact files
+whose SHA-256 the lock lists are taken. The lock goes into the bundle too, so
+that the target checks the same hashes when it installs them.
 The archive is byte-for-byte reproducible (sorted, fixed times and owners):
 the same inputs give the same checksum, so copying it again changes nothing.
 Extra arguments go to pip (e.g. --index-url of a mirror).
@@ -25,11 +28,15 @@ from pathlib import Path
 def pip(*args):
     # Wheels built here carry this date in their zip entries, not today's.
     env = dict(os.environ, SOURCE_DATE_EPOCH="315532800")
-    subprocess.run(
+    result = subprocess.run(
         [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
-        check=True,
+        check=False,
         env=env,
     )
+    if result.returncode != 0:
+        # pip said why above (a hash that does not match, an index that does
+        # not answer): no traceback of ours after it.
+        sys.exit(f"build_bundle.py: pip {args[0]} failed with exit code {result.returncode}")
 
 
 def main():
@@ -47,6 +54,8 @@ def main():
             "--python-version",
             python_version,
             *[f"--platform={p}" for p in platforms],
+            # Every wheel must be one the lock pins by hash.
+            "--require-hashes",
             "-r",
             str(Path(source) / "requirements.lock"),
             "-d",
@@ -62,6 +71,7 @@ def main():
             ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests", "bench"),
         )
         pip("wheel", "--no-deps", "-w", str(wheels), str(clean), *pip_args)
+        shutil.copyfile(Path(source) / "requirements.lock", wheels / "requirements.lock")
 
         # Built under a unique name and renamed: hosts building the same
         # bundle at once never see a half-written one.
@@ -73,7 +83,7 @@ def main():
             gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz,
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
-            for wheel in sorted(wheels.iterdir()):
+            for wheel in sorted(wheels.iterdir()):  # the wheels and the lock
                 info = tar.gettarinfo(wheel, arcname=wheel.name)
                 info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
                 info.mode = 0o644

@@ -1,0 +1,99 @@
+"""Action plugin of staged_config: bcrypt hashes of web users, made on the controller.
+
+A web config file given to staged_config with ``basic_auth_users`` (user name
+-> password) gets those users appended to its YAML content as bcrypt hashes
+before the module runs on the host. A hash that is already in the live file
+and verifies the user's password is kept, so a rerun writes the same file and
+changes nothing; any other user gets a new hash with a random salt (bcrypt's
+own). The passwords never reach the host, and nothing but bcrypt's hash is
+derived from them.
+"""
+
+import base64
+import os
+
+import bcrypt
+import yaml
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+DEFAULT_ROUNDS = 10
+
+
+def existing_hashes(live_text):
+    """{user: hash} of the ``basic_auth_users`` in a live web config; {} when unreadable."""
+    try:
+        document = yaml.safe_load(live_text or "")
+    except yaml.YAMLError:
+        return {}
+    users = document.get("basic_auth_users") if isinstance(document, dict) else None
+    if not isinstance(users, dict):
+        return {}
+    return {str(user): str(hashed) for user, hashed in users.items() if hashed}
+
+
+def _verifies(password, hashed):
+    try:
+        return bcrypt.checkpw(password, hashed.encode())
+    except ValueError:  # not a bcrypt hash
+        return False
+
+
+def hash_users(users, existing, rounds=DEFAULT_ROUNDS):
+    """{user: bcrypt hash} for {user: password}: the existing hash where it still verifies."""
+    hashes = {}
+    for user, password in sorted(users.items()):
+        secret = str(password).encode()
+        current = existing.get(user)
+        if current and _verifies(secret, current):
+            hashes[user] = current
+        else:
+            hashes[user] = bcrypt.hashpw(secret, bcrypt.gensalt(int(rounds))).decode()
+    return hashes
+
+
+def with_hashes(spec, live_text):
+    """A staged_config file spec with its ``basic_auth_users`` turned into content."""
+    resolved = {k: v for k, v in spec.items() if k not in ("basic_auth_users", "bcrypt_rounds")}
+    users = spec.get("basic_auth_users") or {}
+    if users:
+        hashes = hash_users(
+            users, existing_hashes(live_text), spec.get("bcrypt_rounds", DEFAULT_ROUNDS)
+        )
+        resolved["content"] = str(spec.get("content", "")) + yaml.safe_dump(
+            {"basic_auth_users": hashes}, sort_keys=False, default_flow_style=False
+        )
+    return resolved
+
+
+class ActionModule(ActionBase):
+    """Resolve ``basic_auth_users`` of the wanted files, then run the module on the host."""
+
+    def _read_live(self, path, task_vars):
+        """The live file's text, or '' when it is missing or unreadable."""
+        result = self._execute_module(
+            module_name="ansible.builtin.slurp", module_args={"src": path}, task_vars=task_vars
+        )
+        if result.get("failed") or "content" not in result:
+            return ""
+        return base64.b64decode(result["content"]).decode("utf-8", "replace")
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        files = dict(args.get("files") or {})
+        for relpath, spec in files.items():
+            if isinstance(spec, dict) and "basic_auth_users" in spec:
+                if not isinstance(spec["basic_auth_users"], dict):
+                    raise AnsibleActionFail(
+                        f"files[{relpath!r}].basic_auth_users must map user names to passwords"
+                    )
+                live = self._read_live(os.path.join(str(args.get("dest", "")), relpath), task_vars)
+                files[relpath] = with_hashes(spec, live)
+        args["files"] = files
+        result.update(
+            self._execute_module(
+                module_name=self._task.action, module_args=args, task_vars=task_vars
+            )
+        )
+        return result
