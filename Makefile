@@ -22,17 +22,18 @@ SCENARIOS ?= archive:trixie stack:bookworm security:trixie cluster alertmanager 
 	node_exporter:bookworm,trixie
 MOLECULE_JOBS ?= 2
 
-.PHONY: help venv machine demo test lint unit config-test molecule bench clean
+.PHONY: help venv machine demo test lint unit config-test molecule bench clean role-docs
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements.yml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	scripts/install-collections
 	touch $@
 
-venv: $(VENV)/.installed  ## Create .venv with the pinned Python packages and collections.
+venv: $(VENV)/.installed  ## Create .venv with the pinned Python packages; check or install requirements.yml.
 
 machine:  ## Install and start what the tests and the demo need (Docker engine, images).
 	scripts/prepare-machine
@@ -40,11 +41,13 @@ machine:  ## Install and start what the tests and the demo need (Docker engine, 
 demo: machine venv  ## Roll the whole stack out to a local container and print where it runs.
 	scripts/demo up
 
-lint: venv  ## yamllint, ruff, ansible-lint (production profile).
+lint: venv  ## yamllint, ruff, ansible-lint (production profile), role docs, ansible-test sanity.
 	yamllint --strict .
 	ruff check .
 	ruff format --check .
 	ansible-lint -q --profile production
+	python3 scripts/role_docs.py --check
+	scripts/ansible-sanity
 
 unit: machine venv  ## pytest: modules and filters against real services, the Docker exporter.
 	pytest
@@ -59,6 +62,9 @@ test: lint unit config-test molecule  ## Everything CI runs, fastest checks firs
 
 bench: machine venv  ## Timings: a rollout, a no-change rerun, a --tags rules rerun.
 	scripts/bench
+
+role-docs: venv  ## Regenerate roles/*/README.md from argument specs, defaults and tags; check they agree.
+	python3 scripts/role_docs.py
 
 clean:  ## Remove what `make demo` started.
 	scripts/demo down

@@ -1,11 +1,11 @@
-#!/usr/bin/env python3
 """Write the SHA-256 of every wheel the role's bundle may download into requirements.lock.
 
     python docker_exporter/hash_lock.py [--python 3.11 --python 3.13] [--arch x86_64]
-                                        [--index-url URL]
+                                        [--index-url URL] [--lock PATH]
 
 Reads the pins (``name==version``) of requirements.lock next to this file,
-asks the package index (PEP 691 JSON, PyPI by default) for each pinned
+or of --lock (the alert relay's alert_relay/requirements.lock is written the
+same way), asks the package index (PEP 691 JSON, PyPI by default) for each pinned
 release's files, and rewrites the lock with one ``--hash=sha256:...`` per
 wheel that roles/docker_exporter/files/build_bundle.py may download for one
 of the given CPython versions and CPU: the release's pure-Python wheels and
@@ -76,15 +76,16 @@ def wheel_hashes(files: list[dict], version: str, tags: set[Tag]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--python", action="append", help="CPython version (repeatable)")
     parser.add_argument("--arch", default="x86_64", help="CPU, as uname -m names it")
     parser.add_argument("--index-url", default="https://pypi.org/simple")
+    parser.add_argument("--lock", type=Path, default=LOCK, help="the lock to rewrite")
     args = parser.parse_args()
     tags = supported_tags(args.python or ["3.11", "3.13"], args.arch)
 
     header, pins = [], []
-    for line in LOCK.read_text().splitlines():
+    for line in args.lock.read_text().splitlines():
         match = PIN.match(line)
         if match:
             pins.append((match.group(1), match.group(2)))
@@ -100,7 +101,7 @@ def main() -> None:
             f"    --hash=sha256:{digest}" + (" \\" if n < len(hashes) - 1 else "")
             for n, digest in enumerate(hashes)
         )
-    LOCK.write_text("\n".join(out) + "\n")
+    args.lock.write_text("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from docker.errors import NotFound
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
+# The web config handling the exporter shares with the alert relay.
+EXPORTER_WEB_SRC = os.path.join(os.path.dirname(os.path.dirname(HERE)), "exporter_web", "src")
 IMAGE = "debian:bookworm"
 
 
@@ -126,7 +128,8 @@ def measure(args: argparse.Namespace, memory_source: str) -> dict[str, float]:
         f"--docker.memory-source={memory_source}",
         "--log.level=warn",
     ]
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    path = os.pathsep.join((SRC, EXPORTER_WEB_SRC, os.environ.get("PYTHONPATH", "")))
+    env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.Popen(command, env=env)
     url = f"http://127.0.0.1:{port}/metrics"
     try:

@@ -17,7 +17,8 @@ import requests
 
 from docker_exporter.cli import build_parser
 
-from .support import DOCKER_HOST, SRC, wait_for
+from . import PYTHONPATH
+from .support import DOCKER_HOST, wait_for
 
 FLAGS = (
     "--web.listen-address",
@@ -44,7 +45,7 @@ def exporter_command(*args: str) -> list[str]:
 
 
 def environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": SRC}
+    return {**os.environ, "PYTHONPATH": PYTHONPATH}
 
 
 @pytest.fixture

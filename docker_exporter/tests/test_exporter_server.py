@@ -21,11 +21,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from exporter_web.listen import parse_listen_address
+from exporter_web.webconfig import WebConfig, WebConfigWatcher, load_web_config
 from prometheus_client import Gauge
 from prometheus_client.registry import CollectorRegistry
 
-from docker_exporter.server import ExporterServer, parse_listen_address
-from docker_exporter.webconfig import WebConfig, WebConfigWatcher, load_web_config
+from docker_exporter.server import ExporterServer
 
 PASSWORD = "correct horse"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
@@ -427,7 +428,7 @@ def test_a_new_certificate_applies_without_restart(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="docker_exporter.webconfig")
+    caplog.set_level(logging.INFO, logger="exporter_web.webconfig")
     directory = tmp_path / "web"
     directory.mkdir()
     (directory / "server.crt").write_bytes(certs.server_cert.read_bytes())

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+from exporter_web.webconfig import BasicAuth, WebConfigError, load_web_config, parse_web_config
 
-from docker_exporter import webconfig
-from docker_exporter.webconfig import BasicAuth, WebConfigError, load_web_config, parse_web_config
+from exporter_web import webconfig
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
 

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
+# How Ansible names the project's roles in its output.
+COLLECTION = "prometheus_alerting.stack."
 
 
 def _playbook_command(playbook, args, extra_vars, env_extra=None):
@@ -69,11 +71,15 @@ def recap(output):
 
 
 def changed_tasks(output):
-    """Names of the tasks and handlers that reported `changed`, in order, once each."""
+    """Names of the tasks and handlers that reported `changed`, in order, once each.
+
+    A role's task shows as `<role> : <task>`: Ansible's `prometheus_alerting.stack.`
+    before the role's name is left out.
+    """
     tasks, current = [], None
     for line in output.splitlines():
         if line.startswith(("TASK [", "RUNNING HANDLER [")):
-            current = line.split("[", 1)[1].rsplit("]", 1)[0]
+            current = line.split("[", 1)[1].rsplit("]", 1)[0].removeprefix(COLLECTION)
         elif line.startswith("changed:") and current and current not in tasks:
             tasks.append(current)
     return tasks

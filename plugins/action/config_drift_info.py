@@ -158,9 +158,11 @@ def _group_differences(name, disk, loaded, default_interval, formatted):
         )
     disk_rules = [(_rule_name(r), r) for r in disk.get("rules") or []]
     loaded_rules = [(r["name"], r) for r in loaded["rules"]]
-    if [n for n, _ in disk_rules] != [n for n, _ in loaded_rules]:
-        added = [n for n, _ in disk_rules if n not in dict(loaded_rules)]
-        removed = [n for n, _ in loaded_rules if n not in dict(disk_rules)]
+    disk_names = [rule_name for rule_name, _rule in disk_rules]
+    loaded_names = [rule_name for rule_name, _rule in loaded_rules]
+    if disk_names != loaded_names:
+        added = [n for n in disk_names if n not in loaded_names]
+        removed = [n for n in loaded_names if n not in disk_names]
         detail = "; ".join(
             part
             for part in (
@@ -172,7 +174,7 @@ def _group_differences(name, disk, loaded, default_interval, formatted):
         )
         differences.append(f"rule group {name}: its rules differ ({detail})")
         return differences
-    for (rule_name, rule), (_, running) in zip(disk_rules, loaded_rules, strict=True):
+    for (rule_name, rule), (_name, running) in zip(disk_rules, loaded_rules, strict=True):
         where = f"rule group {name}, {rule_name}"
         expr = str(rule.get("expr", ""))
         if not same_expression(expr, running.get("query") or "", formatted):
@@ -190,10 +192,10 @@ def _group_differences(name, disk, loaded, default_interval, formatted):
                 on_disk = {str(k): str(v) for k, v in (rule.get(field) or {}).items()}
                 if on_disk != (running.get(field) or {}):
                     differences.append(f"{where}: its {field} differ")
-        elif (rule.get("labels") or {}) and {str(k): str(v) for k, v in rule["labels"].items()} != (
-            running.get("labels") or {}
-        ):
-            differences.append(f"{where}: its labels differ")
+        elif rule.get("labels"):
+            on_disk = {str(k): str(v) for k, v in rule["labels"].items()}
+            if on_disk != (running.get("labels") or {}):
+                differences.append(f"{where}: its labels differ")
     return differences
 
 

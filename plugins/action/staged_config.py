@@ -12,10 +12,17 @@ derived from them.
 import base64
 import os
 
-import bcrypt
 import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+
+# The controller's requirements.txt pins it; only basic-auth users need it.
+try:
+    import bcrypt
+except ImportError as err:
+    BCRYPT_IMPORT_ERROR = err
+else:
+    BCRYPT_IMPORT_ERROR = None
 
 DEFAULT_ROUNDS = 10
 
@@ -84,6 +91,11 @@ class ActionModule(ActionBase):
         files = dict(args.get("files") or {})
         for relpath, spec in files.items():
             if isinstance(spec, dict) and "basic_auth_users" in spec:
+                if BCRYPT_IMPORT_ERROR:
+                    raise AnsibleActionFail(
+                        f"files[{relpath!r}] has basic_auth_users, whose hashes need the Python "
+                        f"package bcrypt on the controller ({BCRYPT_IMPORT_ERROR})"
+                    )
                 if not isinstance(spec["basic_auth_users"], dict):
                     raise AnsibleActionFail(
                         f"files[{relpath!r}].basic_auth_users must map user names to passwords"

@@ -42,14 +42,19 @@ def _channels(receiver_name, kind, spec):
     )
 
 
-def alertmanager_receivers(receivers, channel_defaults, secrets_dir):
+def alertmanager_receivers(receivers, channel_defaults, secrets_dir, relay=None):
     """Turn the role's receiver list into Alertmanager's ``receivers``.
 
-    Each receiver is ``{name, email, webhook, slack, pagerduty}`` where a
-    channel is a dict (or a list of dicts) of Alertmanager's own fields for
-    that kind, laid over ``channel_defaults[kind]``. Secret fields (see
-    SECRET_FILE_FIELDS, and a webhook's ``bearer_token``) are replaced by the
-    ``*_file`` field that names a file under ``secrets_dir``.
+    Each receiver is ``{name, email, webhook, slack, pagerduty, alert_relay}``
+    where a channel is a dict (or a list of dicts) of Alertmanager's own
+    fields for that kind, laid over ``channel_defaults[kind]``. Secret fields
+    (see SECRET_FILE_FIELDS, and a webhook's ``bearer_token``) are replaced by
+    the ``*_file`` field that names a file under ``secrets_dir``.
+
+    ``alert_relay: true`` adds a webhook to the alert relay: ``relay`` gives
+    its ``url``, the bearer ``token`` Alertmanager sends (written once to
+    ``alert-relay.token``), the ``ca_file`` that verifies it over https (or
+    ''), and the names of the ``receivers`` the relay serves.
 
     Returns ``{"receivers": [...], "secret_files": {file name: value}}``
     (names relative to ``secrets_dir``); empty secrets are left out.
@@ -59,11 +64,11 @@ def alertmanager_receivers(receivers, channel_defaults, secrets_dir):
         name = receiver.get("name")
         if not name:
             raise AnsibleFilterError(f"a receiver has no name: {receiver!r}")
-        unknown = sorted(set(receiver) - {"name", *CHANNEL_KINDS})
+        unknown = sorted(set(receiver) - {"name", "alert_relay", *CHANNEL_KINDS})
         if unknown:
             raise AnsibleFilterError(
                 f"receiver {name!r}: unknown keys {unknown}; "
-                f"a receiver has a name and any of {', '.join(CHANNEL_KINDS)}"
+                f"a receiver has a name, any of {', '.join(CHANNEL_KINDS)}, and alert_relay"
             )
         result = {"name": name}
         for kind in CHANNEL_KINDS:
@@ -89,8 +94,39 @@ def alertmanager_receivers(receivers, channel_defaults, secrets_dir):
                     config["http_config"] = http_config
                 configs.append(config)
             result[f"{kind}_configs"] = configs
+        if receiver.get("alert_relay"):
+            webhook = _relay_webhook(name, relay or {}, secrets_dir)
+            result.setdefault("webhook_configs", []).append(webhook)
+            secret_files["alert-relay.token"] = str(relay["token"]).strip()
         converted.append(result)
     return {"receivers": converted, "secret_files": secret_files}
+
+
+def _relay_webhook(name, relay, secrets_dir):
+    """The webhook config of a receiver that forwards through the alert relay."""
+    if name not in (relay.get("receivers") or []):
+        raise AnsibleFilterError(
+            f"receiver {name!r} forwards through the alert relay (alert_relay: true), but "
+            f"alert_relay_receivers has no {name!r}: say there where its alerts go"
+        )
+    if not str(relay.get("token") or "").strip():
+        raise AnsibleFilterError(
+            f"receiver {name!r} forwards through the alert relay, but alert_relay_token is not "
+            "set: Alertmanager authenticates to the relay with it (keep it in a vault)"
+        )
+    http_config = {
+        "authorization": {
+            "type": "Bearer",
+            "credentials_file": f"{secrets_dir}/alert-relay.token",
+        }
+    }
+    if relay.get("ca_file"):
+        http_config["tls_config"] = {"ca_file": relay["ca_file"]}
+    return {
+        "url": f"{str(relay['url']).rstrip('/')}/webhooks/{name}",
+        "send_resolved": True,
+        "http_config": http_config,
+    }
 
 
 class FilterModule:

@@ -22,9 +22,17 @@ one fast HMAC per guess test a password without paying bcrypt's cost.
 
 import yaml
 from ansible.errors import AnsibleFilterError
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+
+# The controller's requirements.txt pins it; a controller without it can
+# still load the other filters, and fails only where a certificate is read.
+try:
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+except ImportError as err:
+    CRYPTOGRAPHY_IMPORT_ERROR = err
+else:
+    CRYPTOGRAPHY_IMPORT_ERROR = None
 
 # bcrypt reads only the first 72 bytes of a password; longer ones are refused
 # rather than silently cut.
@@ -63,6 +71,11 @@ def _check_pair(cert, key, where):
 
     The messages never quote the key, nor the library's own words about it.
     """
+    if CRYPTOGRAPHY_IMPORT_ERROR:
+        raise AnsibleFilterError(
+            f"{where}: checking monitoring_tls_cert and monitoring_tls_key needs the Python "
+            f"package cryptography on the controller ({CRYPTOGRAPHY_IMPORT_ERROR})"
+        )
     try:
         certificates = x509.load_pem_x509_certificates(cert.encode())
     except ValueError:

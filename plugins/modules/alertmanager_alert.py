@@ -42,13 +42,13 @@ options:
   generator_url:
     description: Link back to what produced the alert.
     type: str
-extends_documentation_fragment: [http_api]
-author: prometheus-alerting
+extends_documentation_fragment: [prometheus_alerting.stack.http_api]
+author: Prometheus Alerting maintainers (@prometheus-alerting)
 """
 
 EXAMPLES = r"""
 - name: Send a test alert that ends by itself after ten minutes
-  alertmanager_alert:
+  prometheus_alerting.stack.alertmanager_alert:
     url: http://127.0.0.1:9093
     labels:
       alertname: PrometheusAlertingTest
@@ -61,7 +61,7 @@ EXAMPLES = r"""
   register: test_alert
 
 - name: Resolve it again
-  alertmanager_alert:
+  prometheus_alerting.stack.alertmanager_alert:
     url: http://127.0.0.1:9093
     labels: "{{ test_alert.alert.labels }}"
     state: resolved
@@ -97,7 +97,7 @@ status:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.http_api import (
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import (
     HTTP_API_MUTUALLY_EXCLUSIVE,
     ApiError,
     HttpApi,

@@ -40,13 +40,13 @@ options:
     description: Also read the notification counters from C(/metrics).
     type: bool
     default: true
-extends_documentation_fragment: [http_api]
-author: prometheus-alerting
+extends_documentation_fragment: [prometheus_alerting.stack.http_api]
+author: Prometheus Alerting maintainers (@prometheus-alerting)
 """
 
 EXAMPLES = r"""
 - name: Read every alert Alertmanager holds
-  alertmanager_alerts_info:
+  prometheus_alerting.stack.alertmanager_alerts_info:
     url: http://127.0.0.1:9093
   register: am
 
@@ -55,7 +55,7 @@ EXAMPLES = r"""
     msg: "silenced: {{ am.silenced | map(attribute='name') | join(', ') }}"
 
 - name: Read the critical alerts only
-  alertmanager_alerts_info:
+  prometheus_alerting.stack.alertmanager_alerts_info:
     url: http://127.0.0.1:9093
     filter: ['severity="critical"']
     notifications: false
@@ -115,7 +115,7 @@ notifications:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.http_api import (
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import (
     HTTP_API_MUTUALLY_EXCLUSIVE,
     ApiError,
     HttpApi,

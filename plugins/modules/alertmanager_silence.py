@@ -73,18 +73,18 @@ options:
         silence fails as for an unknown id.
       - Without it, every silence with the matchers (or the I(id)) is managed.
     type: str
-extends_documentation_fragment: [http_api]
+extends_documentation_fragment: [prometheus_alerting.stack.http_api]
 notes:
   - Supports check mode (nothing is sent; the result says what would change) and diff mode
     (the silence before and after).
   - In an Alertmanager cluster, silences are shared by gossip. Manage them through one member,
     any that answers, not through each, or every member adds a silence of its own.
-author: prometheus-alerting
+author: Prometheus Alerting maintainers (@prometheus-alerting)
 """
 
 EXAMPLES = r"""
 - name: Silence one host for two hours of maintenance
-  alertmanager_silence:
+  prometheus_alerting.stack.alertmanager_silence:
     url: http://127.0.0.1:9093
     matchers: ['instance="app1"']
     comment: Kernel upgrade
@@ -93,7 +93,7 @@ EXAMPLES = r"""
   register: maintenance
 
 - name: Silence a service's warnings until a fixed time
-  alertmanager_silence:
+  prometheus_alerting.stack.alertmanager_silence:
     url: http://127.0.0.1:9093
     matchers:
       - service="trading-bot"
@@ -102,13 +102,13 @@ EXAMPLES = r"""
     ends_at: "2025-06-01T22:00:00Z"
 
 - name: Lift the host's silence again
-  alertmanager_silence:
+  prometheus_alerting.stack.alertmanager_silence:
     url: http://127.0.0.1:9093
     matchers: ['instance="app1"']
     state: absent
 
 - name: Silence a host, keeping apart from silences that operators make by hand
-  alertmanager_silence:
+  prometheus_alerting.stack.alertmanager_silence:
     url: http://127.0.0.1:9093
     matchers: ['instance="app1"']
     comment: Maintenance of app1
@@ -116,14 +116,14 @@ EXAMPLES = r"""
     duration: 2h
 
 - name: Lift only the silence that the task above made
-  alertmanager_silence:
+  prometheus_alerting.stack.alertmanager_silence:
     url: http://127.0.0.1:9093
     matchers: ['instance="app1"']
     marker: (playbooks/maintenance.yml)
     state: absent
 
 - name: Expire one silence by its id
-  alertmanager_silence:
+  prometheus_alerting.stack.alertmanager_silence:
     url: http://127.0.0.1:9093
     id: "{{ maintenance.silence_id }}"
     state: absent
@@ -160,7 +160,7 @@ unmarked_ids:
 from datetime import timedelta
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.http_api import (
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import (
     HTTP_API_MUTUALLY_EXCLUSIVE,
     ApiError,
     HttpApi,

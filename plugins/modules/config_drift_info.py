@@ -51,15 +51,15 @@ options:
         plugin's second step, for expressions whose text differs from the loaded one).
     type: list
     elements: str
-extends_documentation_fragment: [http_api]
+extends_documentation_fragment: [prometheus_alerting.stack.http_api]
 notes:
   - Run it with become when the files are readable by the service's group only.
-author: prometheus-alerting
+author: Prometheus Alerting maintainers (@prometheus-alerting)
 """
 
 EXAMPLES = r"""
 - name: Check that Prometheus runs what is on disk
-  config_drift_info:
+  prometheus_alerting.stack.config_drift_info:
     service: prometheus
     url: http://127.0.0.1:9090
     config_file: /etc/prometheus/prometheus.yml
@@ -69,7 +69,7 @@ EXAMPLES = r"""
   failed_when: not prometheus_drift.in_sync
 
 - name: Check that Alertmanager runs what is on disk
-  config_drift_info:
+  prometheus_alerting.stack.config_drift_info:
     service: alertmanager
     url: http://127.0.0.1:9093
     config_file: /etc/alertmanager/alertmanager.yml
@@ -111,7 +111,7 @@ import hashlib
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.http_api import (
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import (
     HTTP_API_ARGUMENT_SPEC,
     HTTP_API_MUTUALLY_EXCLUSIVE,
     ApiError,

@@ -1,10 +1,10 @@
 #!/usr/bin/python
-"""Reload Prometheus or Alertmanager over HTTP and confirm the reload took."""
+"""Reload Prometheus, Alertmanager or the alert relay over HTTP and confirm the reload took."""
 
 DOCUMENTATION = r"""
 ---
 module: config_reload
-short_description: Reload Prometheus or Alertmanager and confirm that the new configuration is live
+short_description: Reload Prometheus, Alertmanager or the alert relay and confirm the reload took
 description:
   - Posts to the service's C(/-/reload) endpoint, then reads the service's own
     C(<service>_config_last_reload_successful) and
@@ -16,7 +16,7 @@ options:
   service:
     description: Which service answers at I(url); selects the metric names.
     type: str
-    choices: [prometheus, alertmanager]
+    choices: [prometheus, alertmanager, alert_relay]
     required: true
   ready_timeout:
     description: Seconds to wait for the service to answer C(/-/ready) before reloading.
@@ -28,22 +28,22 @@ options:
         Removed once the reload is confirmed, and only then, so that a run that fails or dies
         before that leaves it for the next run, which reloads.
     type: path
-extends_documentation_fragment: [http_api]
+extends_documentation_fragment: [prometheus_alerting.stack.http_api]
 notes:
   - Prometheus serves C(/-/reload) only with C(--web.enable-lifecycle); the prometheus role sets it.
   - In check mode nothing is sent; the module reports the reload it would make.
-author: prometheus-alerting
+author: Prometheus Alerting maintainers (@prometheus-alerting)
 """
 
 EXAMPLES = r"""
 - name: Reload Prometheus, and clear the record of the reload it owed
-  config_reload:
+  prometheus_alerting.stack.config_reload:
     service: prometheus
     url: http://127.0.0.1:9090
     reload_marker: /var/lib/prometheus-alerting/reload-pending/prometheus
 
 - name: Reload Alertmanager behind TLS and basic auth
-  config_reload:
+  prometheus_alerting.stack.config_reload:
     service: alertmanager
     url: https://alertmanager.example.com:9093
     url_username: admin
@@ -69,7 +69,7 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.http_api import (
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import (
     HTTP_API_ARGUMENT_SPEC,
     HTTP_API_MUTUALLY_EXCLUSIVE,
     ApiError,
@@ -109,7 +109,11 @@ def reload_and_confirm(api, service, ready_timeout):
 def main():
     argument_spec = dict(HTTP_API_ARGUMENT_SPEC)
     argument_spec.update(
-        service={"type": "str", "required": True, "choices": ["prometheus", "alertmanager"]},
+        service={
+            "type": "str",
+            "required": True,
+            "choices": ["prometheus", "alertmanager", "alert_relay"],
+        },
         ready_timeout={"type": "float", "default": 60.0},
         reload_marker={"type": "path"},
     )

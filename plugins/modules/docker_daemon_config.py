@@ -35,12 +35,12 @@ options:
     description: Seconds to wait for the engine's API and metrics endpoint.
     type: float
     default: 5
-author: prometheus-alerting
+author: Prometheus Alerting maintainers (@prometheus-alerting)
 """
 
 EXAMPLES = r"""
 - name: Turn on the engine's metrics and live-restore in daemon.json
-  docker_daemon_config:
+  prometheus_alerting.stack.docker_daemon_config:
     settings:
       metrics-addr: 127.0.0.1:9323
       live-restore: true

@@ -29,12 +29,12 @@ options:
     default: /opt/prometheus-alerting
 notes:
   - Without systemd (a plain container), C(services) is empty.
-author: prometheus-alerting
+author: Prometheus Alerting maintainers (@prometheus-alerting)
 """
 
 EXAMPLES = r"""
 - name: Look at the host once per run
-  monitoring_host_facts:
+  prometheus_alerting.stack.monitoring_host_facts:
   register: host_look
   when: monitoring_host is undefined
 

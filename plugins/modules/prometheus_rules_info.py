@@ -21,13 +21,13 @@ options:
     type: list
     elements: str
     default: []
-extends_documentation_fragment: [http_api]
-author: prometheus-alerting
+extends_documentation_fragment: [prometheus_alerting.stack.http_api]
+author: Prometheus Alerting maintainers (@prometheus-alerting)
 """
 
 EXAMPLES = r"""
 - name: Read the rules and what fires
-  prometheus_rules_info:
+  prometheus_alerting.stack.prometheus_rules_info:
     url: http://127.0.0.1:9090
   register: rules
 
@@ -37,7 +37,7 @@ EXAMPLES = r"""
     fail_msg: "{{ rules.unhealthy_rules | map(attribute='name') | join(', ') }} fail to evaluate"
 
 - name: Read one group's alerting rules only
-  prometheus_rules_info:
+  prometheus_alerting.stack.prometheus_rules_info:
     url: http://127.0.0.1:9090
     rule_type: alert
     rule_groups: [system-resources.rules]
@@ -103,7 +103,7 @@ summary:
 from collections import Counter
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.http_api import (
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import (
     HTTP_API_MUTUALLY_EXCLUSIVE,
     ApiError,
     HttpApi,

@@ -16,13 +16,13 @@ options:
     type: list
     elements: str
     default: []
-extends_documentation_fragment: [http_api]
-author: prometheus-alerting
+extends_documentation_fragment: [prometheus_alerting.stack.http_api]
+author: Prometheus Alerting maintainers (@prometheus-alerting)
 """
 
 EXAMPLES = r"""
 - name: Read the scrape targets
-  prometheus_targets_info:
+  prometheus_alerting.stack.prometheus_targets_info:
     url: http://127.0.0.1:9090
   register: targets
 
@@ -66,7 +66,7 @@ jobs:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.http_api import (
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import (
     HTTP_API_MUTUALLY_EXCLUSIVE,
     ApiError,
     HttpApi,

@@ -53,12 +53,12 @@ options:
 notes:
   - Supports check mode, and does the same in it. The cache belongs to the controller, not to
     the target, and a run in check mode needs it to predict the copies.
-author: prometheus-alerting
+author: Prometheus Alerting maintainers (@prometheus-alerting)
 """
 
 EXAMPLES = r"""
 - name: Fetch and verify Prometheus' release archive on the controller
-  release_archive:
+  prometheus_alerting.stack.release_archive:
     url: https://github.com/prometheus/prometheus/releases/download/v2.53.3/prometheus-2.53.3.linux-amd64.tar.gz
     checksum: https://github.com/prometheus/prometheus/releases/download/v2.53.3/sha256sums.txt
     cache_dir: ~/.cache/prometheus-alerting/archives

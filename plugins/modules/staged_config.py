@@ -125,12 +125,12 @@ options:
 notes:
   - Supports check mode (the staged tree is still validated, nothing goes live) and diff mode.
     The diff shows a change of mode, owner or group as well as of content.
-author: prometheus-alerting
+author: Prometheus Alerting maintainers (@prometheus-alerting)
 """
 
 EXAMPLES = r"""
 - name: Put new alert rules live after promtool accepts the whole configuration
-  staged_config:
+  prometheus_alerting.stack.staged_config:
     dest: /etc/prometheus
     files:
       rules/system.yml: "{{ lookup('ansible.builtin.template', 'rules.yml.j2') }}"

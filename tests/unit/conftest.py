@@ -19,16 +19,16 @@ import urllib.request
 from contextlib import redirect_stdout
 from pathlib import Path
 
-import ansible.module_utils
 import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Make `ansible.module_utils.<name>` resolve to plugins/module_utils, as
-# Ansible does when it packages a module, and the modules importable by name.
-ansible.module_utils.__path__.append(str(ROOT / "plugins" / "module_utils"))
+# The collection's own paths (ansible_collections.prometheus_alerting.stack...,
+# through the symlink ansible.cfg uses), as the modules import their
+# module_utils; and the modules and filters importable by name.
+sys.path.insert(0, str(ROOT / ".collections"))
 sys.path.insert(0, str(ROOT / "plugins" / "modules"))
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 
@@ -365,7 +365,7 @@ def documented_options(module):
     documentation = yaml.safe_load(module.DOCUMENTATION)
     options = {}
     for name in documentation.get("extends_documentation_fragment") or []:
-        path = ROOT / "plugins" / "doc_fragments" / f"{name}.py"
+        path = ROOT / "plugins" / "doc_fragments" / f"{name.rsplit('.', 1)[-1]}.py"
         spec = importlib.util.spec_from_file_location(f"doc_fragment_{name}", path)
         fragment = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(fragment)

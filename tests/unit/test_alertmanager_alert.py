@@ -6,7 +6,10 @@ from datetime import timedelta
 
 import alertmanager_alert
 import pytest
-from ansible.module_utils.http_api import parse_time, utc_now
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import (
+    parse_time,
+    utc_now,
+)
 from conftest import ModuleFailed, assert_documented, free_port, http_get, run_module, wait_for
 
 LABELS = {"alertname": "OpsTest", "severity": "info", "instance": "mon1"}

@@ -90,3 +90,44 @@ def test_secret_files_are_staged_without_diff():
         "secrets/smtp": {"content": "p4ss", "diff": False}
     }
     assert staged.secret_files({"a": 1}) == {"a": {"content": "1", "diff": False}}
+
+
+RELAY = {
+    "url": "http://127.0.0.1:9097",
+    "token": "relay-token",
+    "ca_file": "",
+    "receivers": ["critical-alerts"],
+}
+
+
+def test_a_receiver_through_the_relay_posts_there_with_the_token_in_a_file():
+    receivers = [
+        {"name": "critical-alerts", "email": {"to": "ops@example.com"}, "alert_relay": True}
+    ]
+
+    result = alertmanager.alertmanager_receivers(receivers, {}, "secrets", RELAY)
+
+    (receiver,) = result["receivers"]
+    assert receiver["email_configs"] == [{"to": "ops@example.com"}]
+    assert receiver["webhook_configs"] == [
+        {
+            "url": "http://127.0.0.1:9097/webhooks/critical-alerts",
+            "send_resolved": True,
+            "http_config": {
+                "authorization": {"type": "Bearer", "credentials_file": "secrets/alert-relay.token"}
+            },
+        }
+    ]
+    assert result["secret_files"] == {"alert-relay.token": "relay-token"}
+    assert "relay-token" not in repr(result["receivers"])
+
+
+def test_a_relayed_receiver_the_relay_does_not_serve_or_without_a_token_is_refused():
+    receivers = [{"name": "team", "alert_relay": True}]
+
+    with pytest.raises(AnsibleFilterError, match="alert_relay_receivers has no 'team'"):
+        alertmanager.alertmanager_receivers(receivers, {}, "secrets", RELAY)
+    with pytest.raises(AnsibleFilterError, match="alert_relay_token is not set"):
+        alertmanager.alertmanager_receivers(
+            receivers, {}, "secrets", {**RELAY, "receivers": ["team"], "token": ""}
+        )

@@ -8,7 +8,11 @@ from datetime import timedelta
 
 import alertmanager_silence
 import pytest
-from ansible.module_utils.http_api import format_time, parse_time, utc_now
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import (
+    format_time,
+    parse_time,
+    utc_now,
+)
 from conftest import (
     ALERTMANAGER_CONFIG,
     ModuleFailed,

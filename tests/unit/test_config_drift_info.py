@@ -110,7 +110,8 @@ def check(tmp_path, service, name, **extra):
     playbook = tmp_path / "drift.yml"
     playbook.write_text(
         "- hosts: all\n  gather_facts: false\n  tasks:\n"
-        "    - config_drift_info: '{{ drift_args }}'\n      register: drift\n"
+        "    - prometheus_alerting.stack.config_drift_info: '{{ drift_args }}'\n"
+        "      register: drift\n"
         "    - ansible.builtin.copy:\n        content: '{{ drift | to_json }}'\n"
         "        dest: '{{ result_file }}'\n        mode: '0600'\n"
     )

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ansible.module_utils.http_api import (
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import (
     format_matcher,
     format_time,
     parse_duration,

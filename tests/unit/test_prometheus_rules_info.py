@@ -2,7 +2,7 @@
 
 import prometheus_rules_info
 import pytest
-from ansible.module_utils.http_api import parse_time
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import parse_time
 from conftest import ModuleFailed, assert_documented, free_port, run_module
 
 

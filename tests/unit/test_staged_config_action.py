@@ -13,8 +13,9 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+import staged_config
 import yaml
-from conftest import run_local_playbook
+from conftest import ModuleFailed, run_local_playbook, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
@@ -94,7 +95,7 @@ PLAYBOOK = """
 - hosts: all
   gather_facts: false
   tasks:
-    - staged_config:
+    - prometheus_alerting.stack.staged_config:
         dest: "{{ dest }}"
         owner: "{{ owner }}"
         group: "{{ group }}"
@@ -114,7 +115,7 @@ def run(tmp_path):
     playbook = tmp_path / "playbook.yml"
     playbook.write_text(PLAYBOOK)
 
-    def run_on(host, users, module_alone=False):
+    def run_on(host, users):
         dest = tmp_path / host
         extra = {
             "dest": str(dest),
@@ -122,13 +123,9 @@ def run(tmp_path):
             "owner": pwd.getpwuid(os.getuid()).pw_name,
             "group": grp.getgrgid(os.getgid()).gr_name,
         }
-        env = {}
-        if module_alone:
-            env["ANSIBLE_ACTION_PLUGINS"] = str(tmp_path / "no-action-plugins")
-        result = run_local_playbook(playbook, extra, env=env, verbose=True)
+        result = run_local_playbook(playbook, extra, verbose=True)
         output = result.stdout + result.stderr
-        if result.returncode != 0:
-            return None, output
+        assert result.returncode == 0, output
         for password in users.values():
             assert password not in output
         text = (dest / "web" / "web-config.yml").read_text()
@@ -174,10 +171,20 @@ def test_a_rotated_password_gets_a_new_hash_and_the_others_stay(run):
     assert bcrypt.checkpw(b"new-pw", after["prometheus"].encode())
 
 
-def test_the_module_without_its_action_plugin_refuses_the_passwords(run):
-    changed, output = run("mon1", {"prometheus": "a-distinct-password"}, module_alone=True)
+def test_the_module_without_its_action_plugin_refuses_the_passwords(tmp_path, capsys):
+    spec = {"content": "# web config\n", "basic_auth_users": {"prometheus": "a-distinct-password"}}
 
-    assert changed is None
-    assert "only the staged_config action plugin resolves" in output
+    with pytest.raises(ModuleFailed) as failure:
+        run_module(
+            staged_config,
+            {
+                "dest": str(tmp_path),
+                "files": {"web/web-config.yml": spec},
+                "secrets": ["a-distinct-password"],
+            },
+        )
+
+    assert "only the staged_config action plugin resolves" in failure.value.result["msg"]
     # Masked as the module's secrets, although the module had it in its arguments.
-    assert "a-distinct-password" not in output
+    assert "a-distinct-password" not in repr(failure.value.result)
+    assert not (tmp_path / "web").exists()

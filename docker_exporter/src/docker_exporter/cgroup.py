@@ -85,7 +85,7 @@ def _read(path: str) -> str:
 def _parse_stat(text: str) -> dict[str, int]:
     stats = {}
     for line in text.splitlines():
-        key, _, value = line.partition(" ")
+        key, _separator, value = line.partition(" ")
         if value.strip().isdigit():
             stats[key] = int(value)
     return stats

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from docker.errors import DockerException
+from exporter_web.webconfig import WebConfigError, WebConfigWatcher
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
@@ -18,7 +20,6 @@ from docker_exporter import __version__
 from docker_exporter.collector import DockerCollector, WebConfigCollector
 from docker_exporter.engine import MEMORY_SOURCES, EngineScraper, check_docker_host
 from docker_exporter.server import ExporterServer
-from docker_exporter.webconfig import WebConfigError, WebConfigWatcher
 
 log = logging.getLogger("docker_exporter")
 
@@ -33,7 +34,7 @@ LOG_LEVELS = {
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
+    if math.isnan(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be above 0: {text}")
     return value
 
@@ -176,7 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--docker.host: {err}")
 
     try:
-        web = WebConfigWatcher(args.web_config_file or None)
+        # Reloads logged under the exporter's name, as before the module was shared.
+        web = WebConfigWatcher(
+            args.web_config_file or None, logger=logging.getLogger("docker_exporter.webconfig")
+        )
     except WebConfigError as err:
         log.error("invalid --web.config.file %s: %s", args.web_config_file, err)
         return 2

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 
+from exporter_web.webconfig import WebConfigWatcher
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from docker_exporter.engine import CALLS, EngineScraper, ScrapeFailed
 from docker_exporter.parsing import HEALTH_STATUSES, LABEL_NAMES, STATES, Container
-from docker_exporter.webconfig import WebConfigWatcher
 
 _LABELS = list(LABEL_NAMES)
 

@@ -276,7 +276,7 @@ class EngineScraper:
                     f"{len(pending)} inspect/stats calls unanswered at the "
                     f"{self.deadline:g} s deadline"
                 )
-            done, _ = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
+            done, _not_done = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
             pending -= done
             yield from done
 

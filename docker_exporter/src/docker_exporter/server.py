@@ -15,42 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from exporter_web.listen import resolve_listen_address
+from exporter_web.webconfig import WebConfig, WebConfigWatcher
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from docker_exporter import __version__
-from docker_exporter.webconfig import WebConfig, WebConfigWatcher
 
 log = logging.getLogger(__name__)
-
-
-def parse_listen_address(address: str) -> tuple[str, int]:
-    """Split ``host:port``, ``[v6]:port`` or ``:port`` (all interfaces)."""
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f"listen address {address!r} is not host:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"put an IPv6 address in brackets: {address!r}")
-    return host, int(port_text)
-
-
-def resolve_listen_address(address: str) -> tuple[socket.AddressFamily, tuple[Any, ...]]:
-    """Return the socket family and bind address for a listen address."""
-    host, port = parse_listen_address(address)
-    if not host:
-        if socket.has_dualstack_ipv6():
-            return socket.AF_INET6, ("::", port)
-        return socket.AF_INET, ("0.0.0.0", port)
-    try:
-        infos = socket.getaddrinfo(
-            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
-        )
-    except socket.gaierror as err:
-        raise ValueError(f"cannot resolve listen address {address!r}: {err}") from err
-    family, _, _, _, sockaddr = infos[0]
-    return socket.AddressFamily(family), sockaddr
 
 
 class ExporterServer(ThreadingHTTPServer):

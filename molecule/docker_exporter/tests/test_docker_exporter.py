@@ -254,13 +254,14 @@ def test_no_restart_when_live_restore_cannot_be_confirmed(host, inner_container)
 
 
 def source_copy(tmp_path, name, edit):
-    """A copy of docker_exporter/ whose sources differ (a version of its own)."""
-    copy = tmp_path / name
-    shutil.copytree(
-        PROJECT / "docker_exporter",
-        copy,
-        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests", "bench"),
-    )
+    """A copy of docker_exporter/ whose sources differ (a version of its own).
+
+    exporter_web/, which the role builds beside it, is copied next to it unchanged.
+    """
+    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests", "bench")
+    copy = tmp_path / name / "docker_exporter"
+    shutil.copytree(PROJECT / "docker_exporter", copy, ignore=ignore)
+    shutil.copytree(PROJECT / "exporter_web", tmp_path / name / "exporter_web", ignore=ignore)
     edit(copy / "src" / "docker_exporter")
     return copy
 

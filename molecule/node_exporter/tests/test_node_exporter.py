@@ -1,6 +1,10 @@
 """node_exporter runs under the role's unit and serves host metrics."""
 
+import os
+import subprocess
+
 import pytest
+from molecule_helpers import PROJECT, wait_for
 
 METRICS_URL = "http://127.0.0.1:9100/metrics"
 
@@ -36,4 +40,65 @@ def test_serves_cpu_and_filesystem_metrics(metrics):
 
 def test_enabled_collector_reports(metrics):
     # The scenario turns on the systemd collector; it must scrape cleanly.
+    assert 'node_scrape_collector_success{collector="systemd"} 1' in metrics
+
+
+def test_the_role_from_the_built_collection_converges_this_host(host, tmp_path):
+    """As a user runs it: the tarball installed into their project, the role by its FQCN."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    subprocess.run(
+        ["ansible-galaxy", "collection", "build", "--output-path", str(tmp_path), str(PROJECT)],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    (tarball,) = tmp_path.glob("*.tar.gz")
+    (tmp_path / "ansible.cfg").write_text("[defaults]\ncollections_path = collections\n")
+    (tmp_path / "converge.yml").write_text(
+        "- hosts: exporters\n  become: true\n  roles:\n"
+        "    - role: prometheus_alerting.stack.node_exporter\n"
+        "      vars: {node_exporter_collectors_enabled: [systemd, processes]}\n"
+    )
+    env["ANSIBLE_CONFIG"] = str(tmp_path / "ansible.cfg")
+    subprocess.run(
+        ["ansible-galaxy", "collection", "install", str(tarball), "-p", "collections"],
+        check=True,
+        capture_output=True,
+        env=env,
+        cwd=tmp_path,
+    )
+
+    result = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "converge.yml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        str(tmp_path / "collections")
+        in subprocess.run(
+            ["ansible-galaxy", "collection", "list", "prometheus_alerting.stack"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            check=True,
+        ).stdout
+    )
+    unit = host.file("/etc/systemd/system/prometheus-node-exporter.service")
+    assert unit.contains("--collector.processes")
+    metrics = wait_for(
+        lambda: (
+            text
+            if 'node_scrape_collector_success{collector="processes"} 1'
+            in (text := host.check_output("curl -fsS --max-time 5 %s", METRICS_URL))
+            else None
+        ),
+        timeout=30,
+        what="the processes collector",
+    )
     assert 'node_scrape_collector_success{collector="systemd"} 1' in metrics

@@ -1,6 +1,7 @@
 """The whole stack from site.yml: targets up, rules healthy, real faults travel
 to the receiver and back, and the tag contract holds."""
 
+import json
 import re
 import time
 from pathlib import Path
@@ -224,7 +225,11 @@ def test_exporters_tag_reconfigures_exporters_only(host):
         "monitoring_service : Install the hardened systemd unit of prometheus-node-exporter",
         "monitoring_service : Restart for a new unit or binary: prometheus-node-exporter",
     ]
-    monitoring_tasks = re.findall(r"^TASK \[(?:prometheus|alertmanager) : (.*)\]", output, re.M)
+    monitoring_tasks = re.findall(
+        r"^TASK \[prometheus_alerting\.stack\.(?:prometheus|alertmanager) : (.*)\]",
+        output,
+        re.M,
+    )
     # Only the roles' argument checks, which run under every tag.
     assert all(task.startswith("Validating arguments") for task in monitoring_tasks)
     assert {d: file_checksums(host, d) for d in CONFIG_DIRS} == before
@@ -270,3 +275,19 @@ def test_back_to_the_inventory_then_a_rerun_changes_nothing(host):
 
     assert rc == 0, output
     assert recap(output)["changed"] == 0
+
+
+def test_the_report_of_the_last_hours_names_the_alerts_the_faults_raised(host, tmp_path):
+    rc, output = run_playbook(
+        "playbooks/report.yml", extra_vars={"report_period": "2h", "report_dir": str(tmp_path)}
+    )
+
+    assert rc == 0, output
+    (path,) = tmp_path.glob("*/alert-report-*.json")
+    alerts = {a["name"]: a for a in json.loads(path.read_text())["alerts"]}
+    assert alerts["NodeExporterDown"]["fired"] >= 1
+    assert alerts["NodeExporterDown"]["time_to_resolve"]["count"] >= 1
+    for name in ("DragonflyDBConnectionFailure", "ConfigurationError"):
+        assert alerts[name]["fired"] >= 1, name
+    assert alerts["Watchdog"]["firing_at_end"] == 1
+    assert "<svg" in path.with_suffix(".html").read_text()

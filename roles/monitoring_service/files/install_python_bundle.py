@@ -1,22 +1,22 @@
-#!/usr/bin/env python3
-"""Install the Docker exporter's bundle into a virtualenv of its own, on the target.
+"""Install one of the project's Python services from its bundle, into a virtualenv of its own.
 
-    install_bundle.py VERSION_DIR PYTHON_VERSION
+    install_python_bundle.py VERSION_DIR PYTHON_VERSION COMMAND
 
-VERSION_DIR holds bundle.tar.gz (build_bundle.py's wheels and the hashed
-requirements.lock), copied there by the role; the directory is new for each
-version, beside the one the running exporter uses, which nothing here
-touches. This builds VERSION_DIR/venv with the system Python (which must be
-PYTHON_VERSION, the version the bundle's wheels were chosen for), installs
-the pinned dependencies with --require-hashes and then the exporter's own
-wheel with --no-deps, checks that the exporter runs, and writes
+Runs on the target. VERSION_DIR holds bundle.tar.gz (build_python_bundle.py's
+wheels, the hashed requirements.lock and local-wheels.txt), copied there by
+the role; the directory is new for each version, beside the one the running
+service uses, which nothing here touches. This builds VERSION_DIR/venv with
+the system Python (which must be PYTHON_VERSION, the version the bundle's
+wheels were chosen for), installs the pinned dependencies with
+--require-hashes and then the project's own wheels (local-wheels.txt) with
+--no-deps, checks that `COMMAND --version` runs, and writes
 VERSION_DIR/.install-manifest.json LAST, by rename: the host facts
 (monitoring_host_facts) take a version directory as complete only when its
 manifest is there and every file it lists has the recorded size, so a
 half-built virtualenv is never taken for an install. A directory left
 without a manifest by an interrupted run is built again from scratch.
 
-Prints one JSON line: the version directory and the exporter's version.
+Prints one JSON line: the version directory and the service's version.
 """
 
 import hashlib
@@ -32,7 +32,7 @@ MANIFEST = ".install-manifest.json"
 
 
 def fail(message):
-    sys.exit(f"install_bundle.py: {message}")
+    sys.exit(f"install_python_bundle.py: {message}")
 
 
 def run(*argv):
@@ -65,11 +65,11 @@ def sha256(path):
 
 
 def main():
-    version_dir, python_version = Path(sys.argv[1]), sys.argv[2]
+    version_dir, python_version, command = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     if running != python_version:
         fail(f"{sys.executable} is Python {running}; the bundle is for {python_version}")
-    os.umask(0o022)  # root-owned, readable by the exporter's user
+    os.umask(0o022)  # root-owned, readable by the service's user
     bundle = version_dir / "bundle.tar.gz"
     venv, wheels = version_dir / "venv", version_dir / "wheels"
 
@@ -78,28 +78,31 @@ def main():
     for stale in (venv, wheels):
         shutil.rmtree(stale, ignore_errors=True)
     unpack(bundle, wheels)
-    exporter_wheels = sorted(wheels.glob("docker_exporter-*.whl"))
-    if len(exporter_wheels) != 1:
-        fail(f"{bundle} must hold one docker_exporter wheel, not {len(exporter_wheels)}")
+    try:
+        local = (wheels / "local-wheels.txt").read_text().split()
+    except FileNotFoundError:
+        fail(f"{bundle} has no local-wheels.txt: build it with build_python_bundle.py")
+    if not local or not all((wheels / name).is_file() for name in local):
+        fail(f"{bundle} lists wheels it does not hold: {', '.join(local) or 'none'}")
 
     run(sys.executable, "-m", "venv", str(venv))
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
     common = ["install", "--no-index", "--find-links", str(wheels)]
     run(*pip, *common, "--require-hashes", "-r", str(wheels / "requirements.lock"))
-    run(*pip, *common, "--no-deps", str(exporter_wheels[0]))
-    version = run(str(venv / "bin" / "docker-exporter"), "--version").split()[-1]
+    run(*pip, *common, "--no-deps", *[str(wheels / name) for name in local])
+    version = run(str(venv / "bin" / command), "--version").split()[-1]
 
     # What tells the next run, without hashing anything, that the install is
     # whole: the entry point, the venv's config and each package's RECORD
     # (which pip writes last for a package).
-    listed = [venv / "bin" / "docker-exporter", venv / "pyvenv.cfg"]
+    listed = [venv / "bin" / command, venv / "pyvenv.cfg"]
     listed += sorted(venv.glob("lib/python*/site-packages/*.dist-info/RECORD"))
     manifest = {
         "name": version_dir.parent.name,
         "version": version_dir.name,
         "url": "",
         "archive_sha256": sha256(bundle),
-        "exporter_version": version,
+        "service_version": version,
         "files": {
             str(path): {"sha256": sha256(path), "size": path.stat().st_size} for path in listed
         },
@@ -113,7 +116,7 @@ def main():
         handle.flush()
         os.fsync(handle.fileno())
     partial.replace(version_dir / MANIFEST)
-    print(json.dumps({"version_dir": str(version_dir), "exporter_version": version}))
+    print(json.dumps({"version_dir": str(version_dir), "service_version": version}))
 
 
 if __name__ == "__main__":

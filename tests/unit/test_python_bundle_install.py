@@ -1,8 +1,9 @@
-"""The docker_exporter role's install_bundle.py, on this machine, with hand-made wheels.
+"""monitoring_service's install_python_bundle.py, on this machine, with hand-made wheels.
 
-It runs as the role runs it (Debian's /usr/bin/python3, which has venv), on
-a bundle like build_bundle.py's: a stand-in dependency pinned by hash in the
-lock, and a stand-in exporter wheel with the docker-exporter entry point.
+It runs as the roles run it (Debian's /usr/bin/python3, which has venv), on
+a bundle like build_python_bundle.py's: a stand-in dependency pinned by hash
+in the lock, and a stand-in exporter wheel with the docker-exporter entry
+point, listed in local-wheels.txt.
 What it leaves is read back with monitoring_host_facts' own reader, the one
 that tells a rerun whether a version is whole.
 """
@@ -19,7 +20,7 @@ import pytest
 from conftest import ROOT
 from monitoring_host_facts import archive_installs
 
-SCRIPT = ROOT / "roles/docker_exporter/files/install_bundle.py"
+SCRIPT = ROOT / "roles/monitoring_service/files/install_python_bundle.py"
 PYTHON = "/usr/bin/python3"
 PYTHON_VERSION = subprocess.run(
     [PYTHON, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
@@ -67,6 +68,7 @@ def bundle(path, lock_hash=None):
         "dxfake-1.0-py3-none-any.whl": DEPENDENCY,
         "docker_exporter-0.0.1-py3-none-any.whl": EXPORTER,
         "requirements.lock": f"dxfake==1.0 \\\n    --hash=sha256:{digest}\n".encode(),
+        "local-wheels.txt": b"docker_exporter-0.0.1-py3-none-any.whl\n",
     }
     with tarfile.open(path, "w:gz") as tar:
         for name, data in files.items():
@@ -77,7 +79,7 @@ def bundle(path, lock_hash=None):
 
 def install(version_dir, python_version=PYTHON_VERSION):
     return subprocess.run(
-        [PYTHON, str(SCRIPT), str(version_dir), python_version],
+        [PYTHON, str(SCRIPT), str(version_dir), python_version, "docker-exporter"],
         capture_output=True,
         text=True,
         check=False,
@@ -107,7 +109,7 @@ def test_installs_and_writes_the_manifest_last(root):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
         "version_dir": str(version_dir),
-        "exporter_version": "0.0.1",
+        "service_version": "0.0.1",
     }
     run = subprocess.run(
         [str(version_dir / "venv/bin/docker-exporter")], capture_output=True, text=True, check=True

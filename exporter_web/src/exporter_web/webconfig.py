@@ -1,5 +1,7 @@
 """The web configuration file: TLS and basic auth, in exporter-toolkit's format.
 
+Shared by the Docker exporter and the alert relay.
+
 The YAML format is the one Prometheus and its exporters read with
 ``--web.config.file`` (https://prometheus.io/docs/prometheus/latest/configuration/https/).
 Like exporter-toolkit, unknown keys are errors and relative file names are
@@ -9,7 +11,7 @@ client certificates that are requested but not verified, ...) are refused at
 start rather than silently ignored.
 
 The file, and the certificate, key and client CA it names, are watched while
-the exporter runs (WebConfigWatcher): new passwords and certificates take
+the service runs (WebConfigWatcher): new passwords and certificates take
 effect without a restart, as with exporter-toolkit, which reads its config
 for every connection.
 """
@@ -323,7 +325,7 @@ class BasicAuth:
         """True when an Authorization header carries valid credentials."""
         if not header:
             return False
-        scheme, _, encoded = header.strip().partition(" ")
+        scheme, _space, encoded = header.strip().partition(" ")
         if scheme.lower() != "basic":
             return False
         try:
@@ -391,13 +393,21 @@ class WebConfigWatcher:
     :attr:`last_reload_successful`, until a later change loads.
     """
 
-    def __init__(self, path: str | None = None, config: WebConfig | None = None) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        config: WebConfig | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
         """Without ``path``, ``config`` (default: plain HTTP) stays as it is.
 
         With ``path``, the file is loaded now and WebConfigError raised if it
-        does not: at start, a bad file is an error, not a fallback.
+        does not: at start, a bad file is an error, not a fallback. Reloads
+        are logged to ``logger`` (default: this module's), so that each
+        service's log lines carry its own name.
         """
         self.path = path
+        self._log = logger or log
         self.last_reload_successful = True
         self._lock = threading.Lock()
         if path is None:
@@ -456,11 +466,11 @@ class WebConfigWatcher:
                     f"TLS switched {switched}: that changes the URL scheme and takes a restart"
                 )
         except WebConfigError as err:
-            log.error(
+            self._log.error(
                 "cannot reload --web.config.file %s, keeping the previous config: %s", path, err
             )
             self.last_reload_successful = False
             return
         self._serving, self._paths, self._seen = serving, paths, seen
         self.last_reload_successful = True
-        log.info("reloaded --web.config.file %s", path)
+        self._log.info("reloaded --web.config.file %s", path)

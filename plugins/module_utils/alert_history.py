@@ -1,0 +1,736 @@
+"""Statistics of a period of alert history: firings, flaps, silences, notifications.
+
+Pure Python, standard library only: it runs on the monitoring host inside the
+module alert_history_info, which reads the history (Prometheus' ALERTS and
+ALERTS_FOR_STATE samples, Alertmanager's silences and notification counters,
+the alert relay's history) and hands it here. Times are whole milliseconds
+since the epoch throughout (Prometheus' own resolution), so that equal
+evaluation timestamps compare equal; results are in seconds.
+
+Definitions (docs/report.md says the same for readers of the report):
+
+- A firing interval of one alert series (one label set) is a run of its
+  ALERTS{alertstate="firing"} samples with the same ALERTS_FOR_STATE value
+  (the time the alert became active); where that value is missing, samples
+  further apart than 1.5 evaluation intervals start a new run. It starts at
+  its first firing sample and is resolved one evaluation interval after its
+  last one (the evaluation that no longer found it firing).
+- The period is [start, end). An interval *fired in the period* when its
+  first sample is in it; it *resolved in the period* when it also resolved
+  by `end`. Firing time counts only the part of an interval inside the period.
+- A flap is a firing that starts at most `flap_window` after the previous
+  interval of the same series resolved.
+- Percentiles interpolate linearly between the closest ranks (rank
+  q * (n - 1)), as PromQL's quantile() and quantile_over_time() do.
+"""
+
+import json
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+# Samples further apart than this many evaluation intervals are separate
+# firings when ALERTS_FOR_STATE cannot tell (a resolve and a new firing are
+# at least two intervals apart).
+GAP_FACTOR = 1.5
+# The timeline is drawn this many slots wide: gaps shorter than one slot are
+# merged, so that a week of flapping stays a small file.
+TIMELINE_SLOTS = 1200
+# Labels of the ALERTS series that are not the alert's own.
+NOT_ALERT_LABELS = ("__name__", "alertstate")
+
+
+# --- Numbers -------------------------------------------------------------------------
+
+
+def percentile(sorted_values, q):
+    """The q-quantile (0..1) of sorted values, interpolated as PromQL does; None if empty."""
+    if not sorted_values:
+        return None
+    rank = q * (len(sorted_values) - 1)
+    low, high = math.floor(rank), math.ceil(rank)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+def seconds(milliseconds):
+    """Milliseconds as seconds, to the millisecond; None stays None."""
+    return None if milliseconds is None else round(milliseconds / 1000.0, 3)
+
+
+def duration_summary(durations_ms):
+    """Count, mean, median and p90 of durations (ms) in seconds; the figures None when empty."""
+    ordered = sorted(durations_ms)
+    if not ordered:
+        return {"count": 0, "mean": None, "median": None, "p90": None}
+    return {
+        "count": len(ordered),
+        "mean": seconds(sum(ordered) / len(ordered)),
+        "median": seconds(percentile(ordered, 0.5)),
+        "p90": seconds(percentile(ordered, 0.9)),
+    }
+
+
+def share(part, whole):
+    """part / whole to four decimals, or None when there is no whole (nothing to divide)."""
+    return round(part / whole, 4) if whole else None
+
+
+def format_duration(total_seconds):
+    """Seconds as a Prometheus duration: 90 -> 1m30s, 3600 -> 1h, 0 -> 0s."""
+    remaining = round(total_seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def format_ms(milliseconds):
+    """A time in ms since the epoch as the APIs write it: 2025-06-01T18:00:00.000Z."""
+    moment = datetime.fromtimestamp(milliseconds / 1000.0, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def to_ms(moment):
+    """An aware datetime as ms since the epoch."""
+    return round(moment.timestamp() * 1000)
+
+
+# --- Prometheus' answers ---------------------------------------------------------------
+
+_MATRIX_HEAD = '{"status":"success","data":{"resultType":"matrix","result":['
+_POINT = re.compile(r'\[(-?[0-9.eE+]+),"([^"]*)"\]')
+
+
+def parse_matrix(text):
+    """[(labels, times_ms, values as text)] of an instant query's matrix, read fast.
+
+    Prometheus writes each series as {"metric":{...},"values":[[t,"v"],...]}: the
+    labels are decoded as JSON and the points matched as text, about three times
+    faster than decoding a week of points as JSON. None when the answer is shaped
+    otherwise (an error, warnings, native histograms): decode it as JSON then.
+    """
+    if not text.startswith(_MATRIX_HEAD):
+        return None
+    decoder, found, position = json.JSONDecoder(), [], len(_MATRIX_HEAD)
+    while not text.startswith("]}}", position):
+        if not text.startswith('{"metric":', position):
+            return None
+        try:
+            labels, position = decoder.raw_decode(text, position + 10)
+        except ValueError:
+            return None
+        if not text.startswith(',"values":[', position):
+            return None
+        first = position + 11
+        last = first if text.startswith("]", first) else text.find("]]", first) + 1
+        if last <= 0 or not text.startswith("]}", last):
+            return None
+        points = _POINT.findall(text, first, last)
+        found.append(
+            (labels, [round(float(t) * 1000) for t, _v in points], [v for _t, v in points])
+        )
+        position = last + 2
+        if text.startswith(",", position):
+            position += 1
+    return found if not text[position + 3 :].strip() else None
+
+
+# --- Intervals ------------------------------------------------------------------------
+
+
+def overlap(first, last, start, end):
+    """Length of [first, last) inside [start, end)."""
+    return max(0, min(last, end) - max(first, start))
+
+
+def merge(spans, gap=0):
+    """Sorted union of [a, b) spans; spans closer than `gap` become one."""
+    merged = []
+    for first, last in sorted(spans):
+        if merged and first - merged[-1][1] <= gap:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return merged
+
+
+def covered(spans, first, last):
+    """How much of [first, last) the merged spans cover."""
+    return sum(overlap(first, last, a, b) for a, b in spans)
+
+
+def align_active_at(times, state_times, state_values):
+    """ALERTS_FOR_STATE's value at each firing sample's timestamp (None where it has none).
+
+    Both time lists are sorted; the rule manager writes both series in the same
+    evaluation, with the same timestamp.
+    """
+    aligned, j, count = [], 0, len(state_times)
+    for moment in times:
+        while j < count and state_times[j] < moment:
+            j += 1
+        aligned.append(state_values[j] if j < count and state_times[j] == moment else None)
+    return aligned
+
+
+def firing_runs(times, active_ats, interval_ms):
+    """Split one series' firing sample times into runs: [(first, last, active_at)]."""
+    if not times:
+        return []
+    runs = []
+    first = previous = times[0]
+    active = active_ats[0]
+    for moment, active_at in zip(times[1:], active_ats[1:], strict=True):
+        if active is not None and active_at is not None:
+            same = active_at == active
+        else:
+            same = moment - previous <= GAP_FACTOR * interval_ms
+        if not same:
+            runs.append((first, previous, active))
+            first, active = moment, active_at
+        elif active is None:
+            active = active_at
+        previous = moment
+    runs.append((first, previous, active))
+    return runs
+
+
+# --- Alertmanager ------------------------------------------------------------------------
+
+
+def _matcher_test(matcher):
+    name, value = matcher.get("name"), str(matcher.get("value", ""))
+    equal = matcher.get("isEqual", True)
+    if matcher.get("isRegex"):
+        try:
+            pattern = re.compile(value)
+        except re.error:
+            # A regex Python cannot read (Go's RE2 syntax differs in corners)
+            # matches nothing here rather than everything.
+            return lambda labels: False
+        return lambda labels: bool(pattern.fullmatch(labels.get(name, ""))) == equal
+    return lambda labels: (labels.get(name, "") == value) == equal
+
+
+def silence_spans(silences):
+    """Silences as (id, match(labels) -> bool, starts_ms, ends_ms), from /api/v2/silences."""
+    spans = []
+    for silence in silences:
+        tests = [_matcher_test(m) for m in silence.get("matchers") or []]
+        if not tests:
+            continue
+        starts, ends = silence.get("starts_ms"), silence.get("ends_ms")
+        if starts is None or ends is None or ends <= starts:
+            continue
+        spans.append(
+            (silence.get("id"), lambda labels, t=tests: all(m(labels) for m in t), starts, ends)
+        )
+    return spans
+
+
+# --- Counters and buckets -------------------------------------------------------------
+
+
+def counter_increments(samples):
+    """[(t_ms, increase)] between consecutive samples of a counter; a reset counts from 0."""
+    increments, previous = [], None
+    for moment, value in samples:
+        if previous is not None:
+            increase = value - previous if value >= previous else value
+            if increase > 0:
+                increments.append((moment, increase))
+        previous = value
+    return increments
+
+
+class Calendar:
+    """Days, hours of day and on-call shifts of a period, in the report's time zone."""
+
+    def __init__(self, start_ms, end_ms, zone, shift_ms):
+        self.start_ms, self.end_ms, self.zone, self.shift_ms = start_ms, end_ms, zone, shift_ms
+        first_day = self.local(start_ms).date()
+        last_day = self.local(end_ms - 1).date()
+        self.days = [
+            (first_day + timedelta(days=n)).isoformat()
+            for n in range((last_day - first_day).days + 1)
+        ]
+        # Shifts start at local midnight of the first day, one after another.
+        midnight = datetime(first_day.year, first_day.month, first_day.day, tzinfo=zone)
+        self.shift_anchor_ms = to_ms(midnight)
+
+    def local(self, milliseconds):
+        return datetime.fromtimestamp(milliseconds / 1000.0, self.zone)
+
+    def day_and_hour(self, milliseconds):
+        moment = self.local(milliseconds)
+        return moment.date().isoformat(), moment.hour
+
+    def shift(self, milliseconds):
+        return (milliseconds - self.shift_anchor_ms) // self.shift_ms
+
+    def shift_start(self, index):
+        moment = self.local(self.shift_anchor_ms + index * self.shift_ms)
+        return moment.isoformat()
+
+
+# --- The report -----------------------------------------------------------------------
+
+
+class Interval:
+    """One firing interval of one series."""
+
+    __slots__ = ("active_at", "first", "key", "labels", "last", "resolved")
+
+    def __init__(self, key, labels, first, last, active_at, interval_ms):
+        self.key, self.labels = key, labels
+        self.first, self.last, self.active_at = first, last, active_at
+        self.resolved = last + interval_ms
+
+
+def series_key(labels):
+    return tuple(sorted((k, v) for k, v in labels.items() if k not in NOT_ALERT_LABELS))
+
+
+def build_intervals(firing, for_state, interval_of, default_interval_ms):
+    """{alertname: [Interval]} from {key: (labels, times)} and {key: (times, values)}.
+
+    `interval_of(name)` is the evaluation interval of a loaded rule, else None.
+    """
+    by_alert = {}
+    for key, (labels, times) in firing.items():
+        state_times, state_values = for_state.get(key, ((), ()))
+        active_ats = align_active_at(times, state_times, state_values)
+        name = labels.get("alertname", "")
+        interval_ms = interval_of(name) or _spacing(times) or default_interval_ms
+        for first, last, active_at in firing_runs(times, active_ats, interval_ms):
+            by_alert.setdefault(name, []).append(
+                Interval(key, labels, first, last, active_at, interval_ms)
+            )
+    for intervals in by_alert.values():
+        intervals.sort(key=lambda iv: (iv.key, iv.first))
+    return by_alert
+
+
+def _spacing(times):
+    """The evaluation interval of a rule that is no longer loaded: the median spacing of
+    its samples (gaps are rare, so the median is the interval)."""
+    gaps = sorted(b - a for a, b in pairwise(times) if b > a)
+    return gaps[len(gaps) // 2] if gaps else None
+
+
+class ReportBuilder:
+    """Computes the report of one period from what alert_history_info read."""
+
+    def __init__(self, start_ms, end_ms, zone, settings):
+        self.start, self.end = start_ms, end_ms
+        self.period_ms = end_ms - start_ms
+        self.settings = settings
+        self.calendar = Calendar(start_ms, end_ms, zone, settings["shift_ms"])
+
+    # -- per alert ------------------------------------------------------------------
+
+    def alert_stats(self, name, intervals, rule, silences, relay):
+        """The statistics of one alert (all its series) in the period."""
+        start, end, flap_window = self.start, self.end, self.settings["flap_window_ms"]
+        in_period = [iv for iv in intervals if iv.first < end and iv.resolved > start]
+        fired = [iv for iv in in_period if iv.first >= start]
+        resolved = [iv for iv in fired if iv.resolved <= end]
+        clipped = [overlap(iv.first, iv.resolved, start, end) for iv in in_period]
+
+        flaps, flapped_before = 0, []
+        for previous, current in pairwise(intervals):
+            if previous.key != current.key or not start <= current.first < end:
+                continue
+            if current.first - previous.resolved <= flap_window:
+                flaps += 1
+                flapped_before.append(previous)
+
+        silenced_ms, acknowledgements = self._silences(in_period, fired, silences, relay)
+        firing_ms = sum(clipped)
+        per_series = {}
+        for iv, part in zip(in_period, clipped, strict=True):
+            per_series[iv.key] = per_series.get(iv.key, 0) + part
+        union = merge([(max(iv.first, start), min(iv.resolved, end)) for iv in in_period])
+        rule_labels = (rule or {}).get("labels", {})
+        severity = rule_labels.get("severity") or _label(in_period, "severity")
+        notifications = None
+        if relay is not None:
+            notifications = sum(1 for r in relay.get(name, ()) if start <= r["time_ms"] < end)
+        stats = {
+            "name": name,
+            "group": (rule or {}).get("group"),
+            "severity": severity or "none",
+            "service": rule_labels.get("service") or _label(in_period, "service"),
+            "loaded": rule is not None,
+            "for": seconds((rule or {}).get("for_ms")),
+            "series": len({iv.key for iv in in_period}),
+            "fired": len(fired),
+            "firing_seconds": seconds(firing_ms),
+            "firing_share": share(covered(union, start, end), self.period_ms),
+            "busiest_series_share": share(max(per_series.values(), default=0), self.period_ms),
+            "median_firing_seconds": seconds(percentile(sorted(clipped), 0.5)),
+            "firing_at_start": sum(1 for iv in in_period if iv.first < start),
+            "firing_at_end": sum(1 for iv in in_period if iv.resolved > end),
+            "resolved": len(resolved),
+            "time_to_resolve": duration_summary([iv.resolved - iv.first for iv in resolved]),
+            "flaps": flaps,
+            "flapping": flaps >= self.settings["flapping_min"],
+            "notifications": notifications,
+            "silenced_seconds": seconds(silenced_ms),
+            "silenced_share": share(silenced_ms, firing_ms),
+            "acknowledged": len(acknowledgements),
+            "time_to_silence": duration_summary(acknowledgements),
+        }
+        if stats["flapping"]:
+            stats["_flap_condition_ms"] = [
+                _condition_ms(iv, rule) for iv in flapped_before if iv.resolved <= end
+            ]
+            stats["_condition_ms"] = [_condition_ms(iv, rule) for iv in resolved]
+        return stats, union, fired
+
+    def _silences(self, in_period, fired, silences, relay):
+        """Silenced firing time (ms) and, per firing, the delay from notification to silence."""
+        if not silences:
+            return 0, []
+        start, end = self.start, self.end
+        silenced_ms, delays, spans_of = 0, [], {}
+        for iv in in_period:
+            if iv.key not in spans_of:
+                labels = dict(iv.key)
+                labels.update(self.settings["external_labels"])
+                spans_of[iv.key] = [(s, e) for _id, match, s, e in silences if match(labels)]
+            spans = spans_of[iv.key]
+            if not spans:
+                continue
+            silenced_ms += covered(merge(spans), max(iv.first, start), min(iv.resolved, end))
+        for iv in fired:
+            spans = spans_of.get(iv.key) or []
+            if any(s <= iv.first < e for s, e in spans):
+                continue  # silenced before it fired: nobody was notified
+            notified = _first_notification(iv, relay)
+            later = [s for s, _e in spans if notified <= s < min(iv.resolved, end)]
+            if later:
+                delays.append(min(later) - notified)
+        return silenced_ms, delays
+
+    # -- the whole period --------------------------------------------------------------
+
+    def build(self, rules, firing, for_state, silences, relay, notifications):
+        """The report: per alert, overall, never fired, per day and hour, fatigue, timeline.
+
+        `rules` maps alert names to their loaded rule ({group, interval_ms, for_ms,
+        labels}); `relay` maps alert names to their relay records ({time_ms,
+        labels, status}) or is None without the relay; `notifications` is a list of
+        (t_ms, count) of the overall notifications or None when none are known.
+        """
+        default_interval = self.settings["default_interval_ms"]
+
+        def interval_of(name):
+            rule = rules.get(name)
+            return rule["interval_ms"] if rule else None
+
+        intervals = build_intervals(firing, for_state, interval_of, default_interval)
+        silence_list = silence_spans(silences) if silences is not None else []
+        alerts, timeline, firings = [], [], []
+        for name in sorted(intervals):
+            stats, union, fired = self.alert_stats(
+                name, intervals[name], rules.get(name), silence_list, relay
+            )
+            if not union:
+                continue  # only before the period (the look-back)
+            alerts.append(stats)
+            firings.extend(iv.first for iv in fired)
+            timeline.append(self._timeline_row(stats, union))
+
+        fired_names = {a["name"] for a in alerts}
+        never = [
+            {"name": n, "group": r["group"], "severity": r["labels"].get("severity", "none")}
+            for n, r in sorted(rules.items())
+            if n not in fired_names
+        ]
+        alerts.sort(key=lambda a: (-a["fired"], -(a["notifications"] or 0), a["name"]))
+        noisy = [a for a in alerts if a["fired"]]
+        noisy.sort(
+            key=lambda a: (-a["fired"], -(a["notifications"] or 0), -a["firing_seconds"], a["name"])
+        )
+        per_day, per_hour = self._buckets(firings, notifications)
+        total_notifications = None if notifications is None else sum(c for _t, c in notifications)
+        return {
+            "empty": not alerts,
+            "counts": {
+                "rules": len(rules),
+                "alerts_firing": len(alerts),
+                "alerts_fired": sum(1 for a in alerts if a["fired"]),
+                "never_fired": len(never),
+                "firings": len(firings),
+                "flaps": sum(a["flaps"] for a in alerts),
+                "notifications": total_notifications,
+            },
+            "alerts": alerts,
+            "top_noisy": [
+                {"name": a["name"], "fired": a["fired"], "notifications": a["notifications"]}
+                for a in noisy[: self.settings["top"]]
+            ],
+            "never_fired": never,
+            "per_day": per_day,
+            "per_hour_of_day": per_hour,
+            "fatigue": self._fatigue(notifications),
+            "timeline": timeline,
+        }
+
+    def _timeline_row(self, stats, union):
+        slot = self.period_ms / TIMELINE_SLOTS
+        bars = [[seconds(a - self.start), seconds(b - self.start)] for a, b in merge(union, slot)]
+        return {"name": stats["name"], "severity": stats["severity"], "bars": bars}
+
+    def _buckets(self, firings, notifications):
+        days = {day: [0, 0] for day in self.calendar.days}
+        hours = [[0, 0] for _hour in range(24)]
+        for moment in firings:
+            day, hour = self.calendar.day_and_hour(moment)
+            days[day][0] += 1
+            hours[hour][0] += 1
+        for moment, count in notifications or ():
+            day, hour = self.calendar.day_and_hour(moment)
+            days[day][1] += count
+            hours[hour][1] += count
+        known = notifications is not None
+        per_day = [
+            {"date": d, "alerts": a, "notifications": n if known else None}
+            for d, (a, n) in days.items()
+        ]
+        per_hour = [
+            {"hour": h, "alerts": a, "notifications": n if known else None}
+            for h, (a, n) in enumerate(hours)
+        ]
+        return per_day, per_hour
+
+    def _fatigue(self, notifications):
+        shift_ms = self.settings["shift_ms"]
+        result = {
+            "shift_length": format_duration(shift_ms / 1000),
+            "shifts": round(self.period_ms / shift_ms, 2),
+            "per_shift": None,
+            "busiest_shift": None,
+        }
+        if notifications is None:
+            return result
+        total = sum(count for _t, count in notifications)
+        result["per_shift"] = round(total / (self.period_ms / shift_ms), 2)
+        counts = {}
+        for moment, count in notifications:
+            index = self.calendar.shift(moment)
+            counts[index] = counts.get(index, 0) + count
+        if counts:
+            busiest = max(sorted(counts), key=lambda i: counts[i])
+            result["busiest_shift"] = {
+                "start": self.calendar.shift_start(busiest),
+                "notifications": counts[busiest],
+            }
+        return result
+
+
+def _label(intervals, name):
+    for iv in intervals:
+        if iv.labels.get(name):
+            return iv.labels[name]
+    return None
+
+
+def _condition_ms(iv, rule):
+    """How long the alert's condition held: from ALERTS_FOR_STATE's active time, or
+    the firing time plus the rule's `for` when that is unknown."""
+    if iv.active_at is not None:
+        return iv.resolved - iv.active_at
+    return iv.resolved - iv.first + ((rule or {}).get("for_ms") or 0)
+
+
+def _first_notification(iv, relay):
+    """When the first notification of this firing went out: the relay's first record of
+    it, or the moment it started firing (Prometheus sends it to Alertmanager then)."""
+    if relay:
+        wanted = iv.key
+        times = [
+            r["time_ms"]
+            for r in relay.get(iv.labels.get("alertname", ""), ())
+            if iv.first <= r["time_ms"] < iv.resolved
+            and r.get("status", "firing") == "firing"
+            and all(r["labels"].get(k) == v for k, v in wanted)
+        ]
+        if times:
+            return min(times)
+    return iv.first
+
+
+# --- Suggestions ----------------------------------------------------------------------
+
+
+def for_suggestion(stats, rule_for_ms, in_catalog):
+    """A longer `for` for a flapping alert: just longer than the longest condition that
+    ended in a flap, in whole minutes. None when the alert does not flap."""
+    conditions = stats.get("_flap_condition_ms") or []
+    if not stats.get("flapping") or not conditions:
+        return None
+    longest = max(conditions)
+    proposed_s = (longest // 60000 + 1) * 60
+    current_s = (rule_for_ms or 0) / 1000
+    proposed_s = max(proposed_s, current_s + 60)
+    quiet = sum(1 for c in stats.get("_condition_ms") or [] if c < proposed_s * 1000)
+    proposed = format_duration(proposed_s)
+    name = stats["name"]
+    return {
+        "alert": name,
+        "kind": "for",
+        "current": format_duration(current_s),
+        "proposed": proposed,
+        "reason": (
+            f"{name} fired again within the flap window {stats['flaps']} times; the conditions "
+            f"behind those firings held at most {format_duration(math.ceil(longest / 1000))} "
+            f"(from pending to resolved). With "
+            f"`for: {proposed}` (now {format_duration(current_s)}) {quiet} of its "
+            f"{stats['resolved']} resolved firings would not have fired."
+        ),
+        "override": (
+            f"prometheus_alert_overrides: {{{name}: {{for: {proposed}}}}}"
+            if in_catalog
+            else f"for: {proposed}  # in the rule's own file"
+        ),
+    }
+
+
+def round_outward(value, above):
+    """`value` to three significant digits, rounded up (`above`) or down."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    magnitude = math.floor(math.log10(abs(value))) - 2
+    scale = 10.0**magnitude
+    steps = value / scale
+    # A value already on the grid (after float noise) stays where it is.
+    nearest = round(steps)
+    if abs(steps - nearest) < 1e-9 * max(1.0, abs(steps)):
+        steps = nearest
+    steps = math.ceil(steps) if above else math.floor(steps)
+    rounded = round(steps * scale, max(0, -magnitude))
+    return int(rounded) if rounded == int(rounded) else rounded
+
+
+QUANTILES_ABOVE = (0.5, 0.95, 0.99)
+QUANTILES_BELOW = (0.5, 0.05, 0.01)
+
+
+def threshold_suggestion(entry, why, series, step_ms):
+    """The distribution of an alert's compared value and the override that would change it.
+
+    `series` holds, per series of the compared value, its labels and its quantiles
+    over the period ({q: value}), sampled every `step_ms`; the series whose tail is
+    worst (highest for `>`, lowest for `<`) decides: the proposed threshold is its
+    p99 (p1 for `<`), rounded outward to three significant digits, which that series
+    passed in 1% of the samples. None when no series has the quantiles.
+    """
+    name, operator, threshold = entry["alert"], entry["operator"], entry["threshold"]
+    above = operator in (">", ">=")
+    quantiles = QUANTILES_ABOVE if above else QUANTILES_BELOW
+    usable = [s for s in series if all(_finite(s["quantiles"].get(q)) for q in quantiles)]
+    if not usable:
+        return None
+    tail = quantiles[-1]
+    usable.sort(key=lambda s: s["quantiles"][tail], reverse=above)
+    worst = usable[0]
+    proposed = round_outward(worst["quantiles"][tail], above)
+    labels = ", ".join(f'{k}="{v}"' for k, v in sorted(worst["labels"].items()))
+    figures = ", ".join(f"{_qname(q)} {worst['quantiles'][q]:g}" for q in quantiles)
+    every = format_duration(step_ms / 1000)
+    return {
+        "alert": name,
+        "kind": "threshold",
+        "operator": operator,
+        "threshold": threshold,
+        "why": why,
+        "compared_value": entry["compared_value"],
+        "series": len(usable),
+        "worst_series": labels,
+        "quantiles": {_qname(q): worst["quantiles"][q] for q in quantiles},
+        "sampled_every": every,
+        "proposed": proposed,
+        "reason": (
+            f"{name} {why}; it fires when its value {operator} {threshold:g}. Over the period, "
+            f"the {'highest' if above else 'lowest'} of its {len(usable)} series "
+            f"({labels or 'no labels'}), sampled every {every}, had {figures}: a threshold "
+            f"of {proposed} is "
+            f"{'exceeded' if above else 'undercut'} by that series in about 1% of the "
+            "samples."
+        ),
+        "override": f"prometheus_alert_overrides: {{{name}: {{threshold: {proposed}}}}}",
+    }
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _qname(q):
+    return f"p{round(q * 100):d}"
+
+
+# --- The relay's history --------------------------------------------------------------
+
+_RELAY_LISTS = ("history", "notifications", "records", "items", "data")
+_RELAY_TIMES = ("received_at", "receivedAt", "received", "time", "timestamp", "delivered_at")
+
+
+def relay_records(document, parse_time):
+    """The relay's history as [{name, time_ms, labels, status, receiver}], or None when the
+    document holds no list of notifications.
+
+    The relay answers {"notifications": [...], "next": id} (inside Prometheus' envelope),
+    each notification with its receiver, receivedAt and the alerts it carried: one record
+    per alert of a notification, at the time the relay received it. A flat list of
+    records, one per alert, with other common field names is read too.
+    """
+    items = document
+    for _depth in range(2):
+        if isinstance(items, dict):
+            items = next(
+                (items[k] for k in _RELAY_LISTS if isinstance(items.get(k), (list, dict))), None
+            )
+    if not isinstance(items, list):
+        return None
+    records = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        moment = next((item[k] for k in _RELAY_TIMES if item.get(k) not in (None, "")), None)
+        time_ms = _relay_time(moment, parse_time)
+        alerts = item.get("alerts") if isinstance(item.get("alerts"), list) else [item]
+        for alert in alerts:
+            record = _relay_record(alert, item, time_ms) if isinstance(alert, dict) else None
+            if record:
+                records.append(record)
+    return records
+
+
+def _relay_record(alert, notification, time_ms):
+    labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
+    name = alert.get("alertname") or alert.get("alert_name") or labels.get("alertname")
+    if not name or time_ms is None:
+        return None
+    return {
+        "name": str(name),
+        "time_ms": time_ms,
+        "labels": {str(k): str(v) for k, v in labels.items()} or {"alertname": str(name)},
+        "status": str(alert.get("status") or notification.get("status") or "firing").lower(),
+        "receiver": notification.get("receiver"),
+    }
+
+
+def _relay_time(value, parse_time):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # Epoch seconds, or milliseconds when that large.
+        return round(value if value > 1e11 else value * 1000)
+    try:
+        return to_ms(parse_time(value))
+    except (TypeError, ValueError):
+        return None

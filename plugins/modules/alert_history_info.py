@@ -1,0 +1,918 @@
+#!/usr/bin/python
+"""Read a period of alert history and compute the alert effectiveness and fatigue report."""
+
+DOCUMENTATION = r"""
+---
+module: alert_history_info
+short_description: Read a period of alert history and compute how the alerts behaved
+description:
+  - Reads, for a period, Prometheus' C(ALERTS) and C(ALERTS_FOR_STATE) samples (every
+    evaluation, raw, not resampled), its loaded alerting rules (C(/api/v1/rules)),
+    Alertmanager's silences (C(/api/v2/silences)), the notification counters Prometheus
+    scraped from Alertmanager, and, when I(relay_url) answers, the alert relay's history
+    (C(GET /api/v1/history?since=&until=)).
+  - Returns per alert the times it fired, total and median time firing, time to resolve
+    (mean, median, p90), flaps, notifications (from the relay), share of its firing time
+    that was silenced, and the time from its first notification to a silence, which stands
+    in for an acknowledgement (Alertmanager has none); overall the alerts and notifications
+    per day and per hour of day, the noisiest alerts, the alerts that never fired, the
+    notifications per on-call shift, each rule group's evaluation time; and suggestions -
+    a longer C(for) for an alert that flaps, and for an alert of the catalog with a
+    C(threshold) that fired a large share of the time or never, the distribution of the
+    value its threshold is compared with and the override line that would change it.
+  - The statistics are computed here, on the monitoring host, in pure Python; the
+    exact definitions are in the project's C(docs/report.md).
+  - Reads only; check mode returns the same.
+options:
+  alertmanager_url:
+    description:
+      - Base URL of Alertmanager, for its silences. Without it, nothing is known to be
+        silenced. It is called with the same credentials and TLS options as I(url).
+    type: str
+  relay_url:
+    description:
+      - Base URL of the alert relay, whose history gives the notifications per alert and
+        when each firing was first notified. Optional; when it is not set, does not answer
+        or answers something else than a history, the report says so and counts
+        notifications from Alertmanager's counters alone.
+    type: str
+  relay_bearer_token:
+    description: Bearer token for the relay; without it the relay gets I(url)'s credentials.
+    type: str
+  period:
+    description: >-
+      Length of the period, a Prometheus duration (C(7d), C(24h), C(1h30m)); it ends at
+      I(end). Ignored when I(start) is set.
+    type: str
+    default: 7d
+  start:
+    description: Start of the period, RFC 3339 (C(2025-06-01T00:00:00Z)).
+    type: str
+  end:
+    description: End of the period, RFC 3339; now when not set.
+    type: str
+  flap_window:
+    description: A firing that starts this soon after the same series resolved is a flap.
+    type: str
+    default: 15m
+  flapping_min:
+    description: An alert with at least this many flaps in the period gets a C(for) suggestion.
+    type: int
+    default: 2
+  busy_share:
+    description: >-
+      An alert whose busiest series fired this share of the period or more gets a
+      threshold suggestion, as does one that never fired.
+    type: float
+    default: 0.25
+  shift_length:
+    description: Length of an on-call shift; shifts start at midnight in I(timezone).
+    type: str
+    default: 12h
+  timezone:
+    description: IANA time zone of days, hours of day and shifts (C(Europe/Berlin)).
+    type: str
+    default: UTC
+  top:
+    description: How many of the noisiest alerts to list.
+    type: int
+    default: 10
+  distribution_points:
+    description:
+      - For a threshold suggestion, the compared value of each series is sampled at most
+        this many times over the period, every whole number of evaluation intervals
+        (2016 - every 5 minutes of a week at 15 s); C(0) samples every evaluation, which
+        costs Prometheus one evaluation of the expression per interval of the period.
+    type: int
+    default: 2016
+  catalog:
+    description:
+      - The alert catalog's entries, as the filter C(alert_report_catalog) makes them from
+        the prometheus role's catalog and the inventory's overrides. An alert named here
+        gets override lines in its suggestions; one with C(threshold) and
+        C(compared_value) also gets a threshold suggestion.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      alert:
+        description: The alert's name.
+        type: str
+        required: true
+      threshold:
+        description: Its threshold (after the inventory's overrides).
+        type: float
+      operator:
+        description: How the compared value is compared with the threshold.
+        type: str
+        choices: [">", ">=", "<", "<=", "==", "!="]
+      compared_value:
+        description: PromQL of the value compared with the threshold.
+        type: str
+      note:
+        description: Why no compared value could be derived, when it could not.
+        type: str
+  external_labels:
+    description: >-
+      Labels Prometheus adds to the alerts it sends (C(prometheus_external_labels)), which
+      silences may match on.
+    type: dict
+    default: {}
+  instance:
+    description: >-
+      This Prometheus' C(instance) label, to take the rule groups' evaluation history from
+      its own series; every instance's when none carries it.
+    type: str
+  sections:
+    description: >-
+      What to read: C(alerts) (firings, silences, suggestions), C(notifications),
+      C(rule_groups) (evaluation times).
+    type: list
+    elements: str
+    choices: [alerts, notifications, rule_groups]
+    default: [alerts, notifications, rule_groups]
+extends_documentation_fragment: [prometheus_alerting.stack.http_api]
+author: Prometheus Alerting maintainers (@prometheus-alerting)
+"""
+
+EXAMPLES = r"""
+- name: Read the last week's alert history
+  prometheus_alerting.stack.alert_history_info:
+    url: http://127.0.0.1:9090
+    alertmanager_url: http://127.0.0.1:9093
+    period: 7d
+  register: history
+
+- name: Read a given day, in Berlin's hours, with 8-hour shifts
+  prometheus_alerting.stack.alert_history_info:
+    url: http://127.0.0.1:9090
+    alertmanager_url: http://127.0.0.1:9093
+    relay_url: http://127.0.0.1:9095
+    start: "2025-06-01T00:00:00+02:00"
+    end: "2025-06-02T00:00:00+02:00"
+    timezone: Europe/Berlin
+    shift_length: 8h
+
+- name: Only the rule groups' evaluation times over the last hour
+  prometheus_alerting.stack.alert_history_info:
+    url: http://127.0.0.1:9090
+    period: 1h
+    sections: [rule_groups]
+"""
+
+RETURN = r"""
+report:
+  description: >-
+    The report. Durations are in seconds, shares are fractions (0..1), times RFC 3339 in
+    UTC; a figure that cannot be computed (nothing to divide by, nothing known) is null.
+  returned: always
+  type: dict
+  contains:
+    period:
+      description: >-
+        C(start), C(end), C(seconds), C(duration), C(timezone), and C(end_date), the date
+        of the end in that time zone.
+      type: dict
+      sample: {start: "2025-06-01T00:00:00.000Z", end: "2025-06-08T00:00:00.000Z",
+               seconds: 604800, duration: 7d, timezone: UTC, end_date: "2025-06-08"}
+    sources:
+      description: The URLs read, and whether the relay's history was used and why not.
+      type: dict
+    settings:
+      description: The flap window, flapping minimum, busy share, shift length and top.
+      type: dict
+    empty:
+      description: True when no alert fired at any time in the period.
+      type: bool
+    counts:
+      description: >-
+        Loaded alerting rules, alerts that were firing at some time, alerts that fired,
+        alerts that never fired, firings, flaps and notifications in the period.
+      type: dict
+      sample: {rules: 41, alerts_firing: 9, alerts_fired: 8, never_fired: 32, firings: 57,
+               flaps: 6, notifications: 140}
+    alerts:
+      description: >-
+        Per alert that was firing in the period, noisiest first: C(fired) (firings that
+        started in it), C(firing_seconds), C(firing_share) (of the period, on any series),
+        C(busiest_series_share) (of the period, on its busiest series),
+        C(median_firing_seconds), C(time_to_resolve) (C(count), C(mean), C(median),
+        C(p90)), C(flaps), C(flapping), C(notifications) (null without the relay),
+        C(silenced_share) (of its firing time), C(acknowledged) and C(time_to_silence)
+        (C(count), C(mean), C(median), C(p90)).
+      type: list
+      elements: dict
+    top_noisy:
+      description: The alerts that fired most (C(name), C(fired), C(notifications)).
+      type: list
+      elements: dict
+    never_fired:
+      description: Loaded alerting rules that did not fire at any time in the period.
+      type: list
+      elements: dict
+    per_day:
+      description: Per day (in I(timezone)), firings and notifications.
+      type: list
+      elements: dict
+    per_hour_of_day:
+      description: Per hour of day (0-23, in I(timezone)), firings and notifications.
+      type: list
+      elements: dict
+    notifications:
+      description: >-
+        C(source) (C(alertmanager_counters), C(relay) or C(none)), C(total), and from the
+        counters C(attempted), C(failed) and C(by_integration).
+      type: dict
+    fatigue:
+      description: >-
+        C(shift_length), C(shifts) in the period, C(per_shift) (notifications per shift,
+        the fatigue index) and C(busiest_shift).
+      type: dict
+    rule_groups:
+      description: >-
+        Per rule group: C(interval), C(rules), the last C(evaluation_time), and over the
+        period C(mean_evaluation_time), C(max_evaluation_time) and C(iterations_missed)
+        (null when Prometheus does not scrape itself).
+      type: list
+      elements: dict
+    suggestions:
+      description: >-
+        C(kind) C(for) or C(threshold), the C(alert), a C(reason) and the C(override) line;
+        threshold suggestions also hold C(quantiles), C(threshold) and C(proposed).
+      type: list
+      elements: dict
+    suggestion_notes:
+      description: Why an alert that qualifies has no suggestion, or that none qualifies.
+      type: list
+      elements: str
+    timeline:
+      description: >-
+        Per alert, its C(severity) and C(bars), the intervals in which any of its series
+        fired, as [from, to] seconds after the period's start.
+      type: list
+      elements: dict
+    notes:
+      description: What the reader should know about the sources (relay, counters, silences).
+      type: list
+      elements: str
+"""
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.alert_history import (
+    QUANTILES_ABOVE,
+    QUANTILES_BELOW,
+    ReportBuilder,
+    counter_increments,
+    for_suggestion,
+    format_duration,
+    format_ms,
+    parse_matrix,
+    percentile,
+    relay_records,
+    seconds,
+    series_key,
+    threshold_suggestion,
+    to_ms,
+)
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import (
+    HTTP_API_MUTUALLY_EXCLUSIVE,
+    ApiError,
+    HttpApi,
+    http_api_argument_spec,
+    parse_duration,
+    parse_time,
+    utc_now,
+)
+
+SECTIONS = ["alerts", "notifications", "rule_groups"]
+ARGUMENT_SPEC = http_api_argument_spec(
+    alertmanager_url={"type": "str"},
+    relay_url={"type": "str"},
+    relay_bearer_token={"type": "str", "no_log": True},
+    period={"type": "str", "default": "7d"},
+    start={"type": "str"},
+    end={"type": "str"},
+    flap_window={"type": "str", "default": "15m"},
+    flapping_min={"type": "int", "default": 2},
+    busy_share={"type": "float", "default": 0.25},
+    shift_length={"type": "str", "default": "12h"},
+    timezone={"type": "str", "default": "UTC"},
+    top={"type": "int", "default": 10},
+    distribution_points={"type": "int", "default": 2016},
+    catalog={
+        "type": "list",
+        "elements": "dict",
+        "default": [],
+        "options": {
+            "alert": {"type": "str", "required": True},
+            "threshold": {"type": "float"},
+            "operator": {"type": "str", "choices": [">", ">=", "<", "<=", "==", "!="]},
+            "compared_value": {"type": "str"},
+            "note": {"type": "str"},
+        },
+    },
+    external_labels={"type": "dict", "default": {}},
+    instance={"type": "str"},
+    sections={"type": "list", "elements": "str", "choices": SECTIONS, "default": SECTIONS},
+)
+
+# Raw samples are read in parts of the period, in parallel: about one part per
+# worker, each between 6 hours and 2 days long (bounded answers; every request
+# also costs the HTTP client a TLS context, so not more parts than that).
+WORKERS = 4
+CHUNK_MIN_MS = 6 * 3600 * 1000
+CHUNK_MAX_MS = 2 * 86400 * 1000
+# Without any loaded rule to tell, the evaluation interval is Prometheus' default.
+DEFAULT_INTERVAL_MS = 60 * 1000
+# The relay's history is read this many notifications a page, at most this many pages.
+RELAY_PAGE = 10000
+RELAY_PAGES = 100
+NOTIFICATIONS_ATTEMPTED = "alertmanager_notifications_total"
+NOTIFICATIONS_FAILED = "alertmanager_notifications_failed_total"
+
+
+class ReportError(Exception):
+    """Bad input or an unreadable source: the message is the module's failure."""
+
+
+class Period:
+    def __init__(self, params, now):
+        try:
+            end = parse_time(params["end"]) if params["end"] else now
+            start = parse_time(params["start"]) if params["start"] else None
+        except ValueError as err:
+            raise ReportError(f"invalid period: {err}") from None
+        if start is None:
+            try:
+                start = end - parse_duration(params["period"])
+            except ValueError as err:
+                raise ReportError(f"invalid period: {err}") from None
+        if start >= end:
+            raise ReportError(
+                f"invalid period: its start {format_ms(to_ms(start))} is not before its end "
+                f"{format_ms(to_ms(end))}"
+            )
+        self.start_ms, self.end_ms = to_ms(start), to_ms(end)
+
+
+def _duration_ms(params, name):
+    try:
+        return round(parse_duration(params[name]).total_seconds() * 1000)
+    except ValueError as err:
+        raise ReportError(f"invalid {name}: {err}") from None
+
+
+def _zone(name):
+    if name.upper() in ("UTC", "Z", "ETC/UTC"):
+        return UTC
+    try:
+        from zoneinfo import ZoneInfo  # noqa: PLC0415 - only when a zone is asked for
+
+        return ZoneInfo(name)
+    except (ImportError, ValueError, OSError, KeyError) as err:
+        raise ReportError(
+            f"unknown time zone {name!r} on this host ({err.__class__.__name__}): name an "
+            "IANA zone such as Europe/Berlin, and install tzdata on the monitoring host"
+        ) from None
+
+
+class HistoryReader:
+    """Reads one period from Prometheus, Alertmanager and the relay."""
+
+    def __init__(self, params, period, pool):
+        self.params, self.period, self.pool = params, period, pool
+        self.prometheus = HttpApi(params)
+
+    # -- Prometheus ---------------------------------------------------------------
+
+    def rules(self):
+        """(alerting rules by name, rule groups) from /api/v1/rules."""
+        try:
+            data = self.prometheus.get_json("/api/v1/rules")
+        except ApiError as err:
+            raise ReportError(_prometheus_failure(err)) from None
+        rules, groups = {}, []
+        for group in data.get("groups") or []:
+            interval_ms = round(float(group.get("interval") or 60) * 1000)
+            groups.append(
+                {
+                    "name": group.get("name"),
+                    "file": group.get("file"),
+                    "interval": seconds(interval_ms),
+                    "rules": len(group.get("rules") or []),
+                    "evaluation_time": group.get("evaluationTime"),
+                    "last_evaluation": group.get("lastEvaluation"),
+                }
+            )
+            for rule in group.get("rules") or []:
+                if rule.get("type") != "alerting" or rule.get("name") in rules:
+                    continue
+                rules[rule["name"]] = {
+                    "group": group.get("name"),
+                    "interval_ms": interval_ms,
+                    "for_ms": round(float(rule.get("duration") or 0) * 1000),
+                    "labels": rule.get("labels") or {},
+                }
+        return rules, groups
+
+    def query(self, promql, at_ms):
+        try:
+            return self.prometheus.get_json(
+                "/api/v1/query", query={"query": promql, "time": f"{at_ms / 1000:.3f}"}
+            )
+        except ApiError as err:
+            raise ReportError(_prometheus_failure(err)) from None
+
+    def raw(self, selector, start_ms, end_ms, values=True):
+        """Every sample of `selector` in (start, end]: {key: (labels, times_ms, values)}."""
+        chunk_ms = max(CHUNK_MIN_MS, min(CHUNK_MAX_MS, math.ceil((end_ms - start_ms) / WORKERS)))
+        bounds = []
+        low = start_ms
+        while low < end_ms:
+            high = min(low + chunk_ms, end_ms)
+            bounds.append((low, high))
+            low = high
+        answers = self.pool.map(
+            lambda b: self.matrix(f"{selector}[{b[1] - b[0] - 1}ms]", b[1]), bounds
+        )
+        found = {}
+        for answer in answers:
+            for labels, times, texts in answer:
+                key = series_key(labels)
+                entry = found.get(key)
+                if entry is None:
+                    entry = found[key] = (labels, [], [] if values else None)
+                entry[1].extend(times)
+                if values:
+                    entry[2].extend(map(float, texts))
+        return found
+
+    def matrix(self, promql, at_ms):
+        """The series of an instant query that returns raw samples (a range selector)."""
+        query = {"query": promql, "time": f"{at_ms / 1000:.3f}"}
+        try:
+            _status, text = self.prometheus.request("GET", "/api/v1/query", query=query)
+        except ApiError as err:
+            raise ReportError(_prometheus_failure(err)) from None
+        series = parse_matrix(text)
+        if series is not None:
+            return series
+        # Another shape than the usual one (warnings, native histograms): read it as JSON.
+        data = self.query(promql, at_ms)
+        return [
+            (
+                item.get("metric") or {},
+                [round(float(t) * 1000) for t, _v in item.get("values") or []],
+                [v for _t, v in item.get("values") or []],
+            )
+            for item in data.get("result") or []
+        ]
+
+    def compared_quantiles(self, expression, quantiles, step_ms):
+        """Per series of `expression`, its quantiles over the period, sampled every step.
+
+        The samples come back as a subquery's points and the quantiles are taken here:
+        one evaluation of the expression gives every quantile (NaN and infinite values
+        are left out).
+        """
+        period = self.period
+        window = f"[{period.end_ms - period.start_ms - 1}ms:{step_ms}ms]"
+        series = []
+        for labels, _times, texts in self.matrix(f"({expression}){window}", period.end_ms):
+            values = sorted(v for v in map(float, texts) if math.isfinite(v))
+            if values:
+                series.append(
+                    {
+                        "labels": {k: v for k, v in labels.items() if k != "__name__"},
+                        "quantiles": {q: percentile(values, q) for q in quantiles},
+                    }
+                )
+        return series
+
+    # -- Alertmanager, the relay ----------------------------------------------------
+
+    def silences(self):
+        url = self.params["alertmanager_url"]
+        if not url:
+            return None
+        try:
+            answer = HttpApi({**self.params, "url": url}).get_json("/api/v2/silences")
+        except ApiError as err:
+            raise ReportError(f"cannot read the silences from Alertmanager: {err}") from None
+        silences = []
+        for silence in answer or []:
+            try:
+                starts, ends = parse_time(silence["startsAt"]), parse_time(silence["endsAt"])
+            except (KeyError, ValueError):
+                continue
+            silences.append(
+                {
+                    "id": silence.get("id"),
+                    "matchers": silence.get("matchers") or [],
+                    "starts_ms": to_ms(starts),
+                    "ends_ms": to_ms(ends),
+                }
+            )
+        return silences
+
+    def relay(self):
+        """(records, note): the relay's history of the period, or None and why not.
+
+        The relay answers a page at a time (at most 10000 notifications), with the id
+        to read on from as `next`.
+        """
+        url = self.params["relay_url"]
+        if not url:
+            return None, "no alert relay configured"
+        params = dict(self.params, url=url)
+        if self.params["relay_bearer_token"]:
+            params.update(
+                bearer_token=self.params["relay_bearer_token"], url_username=None, url_password=None
+            )
+        api = HttpApi(params)
+        query = {
+            "since": format_ms(self.period.start_ms),
+            "until": format_ms(self.period.end_ms),
+            "limit": RELAY_PAGE,
+        }
+        records = []
+        for _page in range(RELAY_PAGES):
+            try:
+                document = api.get_json("/api/v1/history", query=query)
+            except ApiError as err:
+                return None, f"the alert relay did not answer ({err})"
+            page = relay_records(document, parse_time)
+            if page is None:
+                return None, f"the alert relay at {url} answered without a list of notifications"
+            records += page
+            following = document.get("next") if isinstance(document, dict) else None
+            if following in (None, "", 0):
+                return records, None
+            query["after"] = following
+        return None, f"the alert relay at {url} has more than {RELAY_PAGES} pages of history"
+
+
+def _prometheus_failure(err):
+    hint = ""
+    if err.status in (401, 403):
+        hint = " (check url_username/url_password or bearer_token: Prometheus refused them)"
+    return f"cannot read the history from Prometheus: {err}{hint}"
+
+
+# --- The parts of the report ---------------------------------------------------------
+
+
+def read_notifications(reader, start_ms, end_ms, lookback_ms):
+    """(overall notifications as [(t_ms, count)] or None, the notifications section)."""
+    window = f"[{end_ms - start_ms + lookback_ms - 1}ms]"
+    present = reader.query(f"count(last_over_time({NOTIFICATIONS_ATTEMPTED}{window}))", end_ms)
+    if not present.get("result"):
+        return None, {
+            "source": "none",
+            "total": None,
+            "note": (
+                f"Prometheus has no {NOTIFICATIONS_ATTEMPTED} in the period: it does not "
+                "scrape Alertmanager, so no notification count is known"
+            ),
+        }
+    # Alertmanager exports a zero counter for every integration: read the raw samples
+    # of the integrations that notified only.
+    used = reader.query(f"increase({NOTIFICATIONS_ATTEMPTED}{window}) > 0", end_ms)
+    integrations = sorted(
+        {(item.get("metric") or {}).get("integration", "") for item in used.get("result") or []}
+    )
+    events, by_integration = [], {}
+    if integrations:
+        matcher = "|".join(_regex_literal(i) for i in integrations)
+        for metric, sign in ((NOTIFICATIONS_ATTEMPTED, 1), (NOTIFICATIONS_FAILED, -1)):
+            selector = f'{metric}{{integration=~"{matcher}"}}'
+            for labels, times, values in reader.raw(
+                selector, start_ms - lookback_ms, end_ms
+            ).values():
+                integration = labels.get("integration", "")
+                entry = by_integration.setdefault(integration, {"attempted": 0, "failed": 0})
+                for moment, increase in counter_increments(zip(times, values, strict=True)):
+                    if start_ms <= moment < end_ms:
+                        entry["attempted" if sign > 0 else "failed"] += round(increase)
+                        events.append((moment, sign * round(increase)))
+    events.sort()
+    attempted = sum(e["attempted"] for e in by_integration.values())
+    failed = sum(e["failed"] for e in by_integration.values())
+    return events, {
+        "source": "alertmanager_counters",
+        "total": attempted - failed,
+        "attempted": attempted,
+        "failed": failed,
+        "by_integration": dict(sorted(by_integration.items())),
+        "note": (
+            "notifications are the messages Alertmanager's integrations sent (attempted "
+            "minus failed), from its counters as Prometheus scraped them"
+        ),
+    }
+
+
+def _regex_literal(text):
+    escaped = "".join("\\" + c if c in r".^$*+?()[]{}|\\" else c for c in text)
+    return escaped.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def read_rule_groups(reader, groups, period, instance):
+    """The rule groups with their evaluation time over the period, where Prometheus has it."""
+    window = f"[{period.end_ms - period.start_ms - 1}ms]"
+    figures = {}
+    for field, promql in (
+        (
+            "mean_evaluation_time",
+            f"avg_over_time(prometheus_rule_group_last_duration_seconds{window})",
+        ),
+        (
+            "max_evaluation_time",
+            f"max_over_time(prometheus_rule_group_last_duration_seconds{window})",
+        ),
+        ("iterations_missed", f"increase(prometheus_rule_group_iterations_missed_total{window})"),
+    ):
+        for item in reader.query(promql, period.end_ms).get("result") or []:
+            labels = item.get("metric") or {}
+            value = float(item["value"][1])
+            key = labels.get("rule_group", "")
+            figures.setdefault(key, {}).setdefault(labels.get("instance", ""), {})[field] = value
+    result = []
+    for group in groups:
+        per_instance = figures.get(f"{group['file']};{group['name']}", {})
+        if instance and instance in per_instance:
+            per_instance = {instance: per_instance[instance]}
+        entry = dict(group)
+        values = list(per_instance.values())
+        entry["mean_evaluation_time"] = _combine(values, "mean_evaluation_time", max)
+        entry["max_evaluation_time"] = _combine(values, "max_evaluation_time", max)
+        missed = _combine(values, "iterations_missed", sum)
+        entry["iterations_missed"] = None if missed is None else round(missed)
+        peak = entry["max_evaluation_time"] or entry["evaluation_time"]
+        entry["share_of_interval"] = (
+            round(peak / entry["interval"], 4) if peak is not None and entry["interval"] else None
+        )
+        result.append(entry)
+    return result
+
+
+def _combine(values, field, how):
+    found = [v[field] for v in values if field in v and math.isfinite(v[field])]
+    return how(found) if found else None
+
+
+def suggestions(reader, report, rules, catalog, settings):
+    """Suggestions for flapping, busy and never-firing alerts, and notes where none can be."""
+    entries = {entry["alert"]: entry for entry in catalog}
+    found, notes = [], []
+    for stats in report["alerts"]:
+        rule = rules.get(stats["name"])
+        suggestion = for_suggestion(stats, (rule or {}).get("for_ms"), stats["name"] in entries)
+        if suggestion:
+            found.append(suggestion)
+
+    # Busy by its busiest series: the threshold applies to each series on its own, and
+    # twenty series firing now and then cover most of a week between them.
+    busy = {
+        a["name"]: f"fired {a['busiest_series_share'] * 100:.1f}% of the time on its busiest series"
+        for a in report["alerts"]
+        if a["loaded"] and (a["busiest_series_share"] or 0) >= settings["busy_share"]
+    }
+    never = {a["name"]: "never fired" for a in report["never_fired"]}
+    candidates = {**never, **busy}
+    jobs = []
+    for name, why in sorted(candidates.items()):
+        entry = entries.get(name)
+        if entry is None or entry.get("threshold") is None:
+            continue
+        if not entry.get("compared_value") or entry.get("operator") not in ("<", "<=", ">", ">="):
+            reason = entry.get("note") or "its compared value is not known"
+            notes.append(f"{name} {why}, but no threshold can be suggested: {reason}.")
+            continue
+        quantiles = QUANTILES_ABOVE if entry["operator"] in (">", ">=") else QUANTILES_BELOW
+        step_ms = distribution_step(
+            rules[name]["interval_ms"], reader.period, settings["distribution_points"]
+        )
+        future = reader.pool.submit(
+            _quantiles_or_error, reader, entry["compared_value"], quantiles, step_ms
+        )
+        jobs.append((name, why, entry, step_ms, future))
+    for name, why, entry, step_ms, future in jobs:
+        series, error = future.result()
+        suggestion = threshold_suggestion(entry, why, series, step_ms) if series else None
+        if suggestion:
+            found.append(suggestion)
+        elif error:
+            notes.append(f"{name} {why}, but its compared value could not be read: {error}.")
+        else:
+            notes.append(
+                f"{name} {why}, but its compared value ({entry['compared_value']}) has no "
+                "samples in the period: no threshold can be suggested."
+            )
+    if not jobs and not notes:
+        notes.append(
+            "No threshold suggestion: no alert of the catalog with a threshold fired "
+            f"{settings['busy_share'] * 100:g}% of the time or more, or never."
+        )
+    return found, notes
+
+
+def distribution_step(interval_ms, period, points):
+    """Every how many ms a compared value is sampled: a whole number of evaluation
+    intervals, so that at most `points` samples fall in the period (every one for 0)."""
+    if points <= 0:
+        return interval_ms
+    evaluations = (period.end_ms - period.start_ms) / interval_ms
+    return interval_ms * max(1, math.ceil(evaluations / points))
+
+
+def _quantiles_or_error(reader, expression, quantiles, step_ms):
+    try:
+        return reader.compared_quantiles(expression, quantiles, step_ms), None
+    except ReportError as err:
+        return [], str(err)
+
+
+def _settings(params):
+    return {
+        "flap_window_ms": _duration_ms(params, "flap_window"),
+        "shift_ms": _duration_ms(params, "shift_length"),
+        "flapping_min": params["flapping_min"],
+        "busy_share": params["busy_share"],
+        "top": params["top"],
+        "distribution_points": params["distribution_points"],
+        "external_labels": {str(k): str(v) for k, v in params["external_labels"].items()},
+    }
+
+
+def _frame(params, period, now, zone):
+    """The report's head: the period, the sources and the settings."""
+    local = datetime.fromtimestamp(period.end_ms / 1000, zone)
+    return {
+        "generated_at": format_ms(to_ms(now)),
+        "period": {
+            "start": format_ms(period.start_ms),
+            "end": format_ms(period.end_ms),
+            "seconds": seconds(period.end_ms - period.start_ms),
+            "duration": format_duration((period.end_ms - period.start_ms) / 1000),
+            "timezone": params["timezone"],
+            # The end's date where the report's days are counted: the files' names.
+            "end_date": local.date().isoformat(),
+        },
+        "sources": {
+            "prometheus": params["url"],
+            "alertmanager": params["alertmanager_url"],
+            "relay": {"url": params["relay_url"], "used": False, "note": None},
+        },
+        "settings": {
+            "flap_window": params["flap_window"],
+            "flapping_min": params["flapping_min"],
+            "busy_share": params["busy_share"],
+            "shift_length": params["shift_length"],
+            "top": params["top"],
+        },
+        "notes": [],
+    }
+
+
+def read_notification_sources(reader, sections, lookback_ms, report):
+    """(relay records by alert or None, overall notifications or None, notifications section).
+
+    Overall counts come from Alertmanager's counters (every integration), else from the
+    relay; per alert only the relay knows.
+    """
+    period = reader.period
+    relay_future = reader.pool.submit(reader.relay)
+    overall, notifications = None, {"source": "none", "total": None}
+    if "notifications" in sections:
+        overall, notifications = read_notifications(
+            reader, period.start_ms, period.end_ms, lookback_ms
+        )
+    relay, relay_note = relay_future.result()
+    report["sources"]["relay"].update(used=relay is not None, note=relay_note)
+    if relay is None:
+        report["notes"].append(
+            f"Notifications per alert are not known ({relay_note}): Alertmanager counts "
+            "notifications per integration only. The time to a silence counts from the "
+            "moment the alert started firing."
+        )
+        return None, overall, notifications
+
+    by_alert = {}
+    for record in sorted(relay, key=lambda r: r["time_ms"]):
+        by_alert.setdefault(record["name"], []).append(record)
+    if overall is None and "notifications" in sections:
+        overall = [
+            (r["time_ms"], 1) for r in relay if period.start_ms <= r["time_ms"] < period.end_ms
+        ]
+        notifications = {
+            "source": "relay",
+            "total": len(overall),
+            "note": "notifications are the alerts the relay received in notifications",
+        }
+    report["notes"].append(
+        "Notifications per alert are the alert relay's records of it (its receivers only); "
+        "the time to a silence counts from the relay's first notification of the firing."
+    )
+    return by_alert, overall, notifications
+
+
+def read_alert_history(reader, parts, lookback_ms):
+    """(firing samples by series, ALERTS_FOR_STATE samples by series, silences)."""
+    period = reader.period
+    query_start = period.start_ms - lookback_ms
+    firing_part = parts.submit(
+        reader.raw, 'ALERTS{alertstate="firing"}', query_start, period.end_ms, False
+    )
+    state_part = parts.submit(reader.raw, "ALERTS_FOR_STATE", query_start, period.end_ms)
+    silences = reader.silences()
+    state = state_part.result()
+    firing = {key: (labels, times) for key, (labels, times, _v) in firing_part.result().items()}
+    # ALERTS_FOR_STATE's value is the time the alert became active, in seconds.
+    for_state = {
+        key: (times, [round(v * 1000) for v in values])
+        for key, (_l, times, values) in state.items()
+    }
+    return firing, for_state, silences
+
+
+def build_report(params, now=None):
+    """The whole report for the module's parameters."""
+    now = now or utc_now()
+    period = Period(params, now)
+    zone = _zone(params["timezone"])
+    settings = _settings(params)
+    sections = set(params["sections"])
+    report = _frame(params, period, now, zone)
+    # Requests run in one pool, the parts of the report that wait for them in another,
+    # so that no worker waits for work queued behind it.
+    with ThreadPoolExecutor(WORKERS) as requests, ThreadPoolExecutor(4) as parts:
+        reader = HistoryReader(params, period, requests)
+        rules, groups = reader.rules()
+        max_interval = max([r["interval_ms"] for r in rules.values()] or [DEFAULT_INTERVAL_MS])
+        settings["default_interval_ms"] = max_interval
+        # Far enough back to see whether a firing began before the period, and the
+        # resolve before a flap at its start.
+        lookback_ms = settings["flap_window_ms"] + 2 * max_interval
+
+        sources = None
+        if sections & {"alerts", "notifications"}:
+            sources = parts.submit(read_notification_sources, reader, sections, lookback_ms, report)
+        timings = None
+        if "rule_groups" in sections:
+            timings = parts.submit(read_rule_groups, reader, groups, period, params["instance"])
+        firing, for_state, silences = {}, {}, None
+        if "alerts" in sections:
+            firing, for_state, silences = read_alert_history(reader, parts, lookback_ms)
+        relay, overall, notifications = None, None, {"source": "none", "total": None}
+        if sources is not None:
+            relay, overall, notifications = sources.result()
+
+        builder = ReportBuilder(period.start_ms, period.end_ms, zone, settings)
+        report.update(
+            builder.build(
+                rules if "alerts" in sections else {}, firing, for_state, silences, relay, overall
+            )
+        )
+        report["notifications"] = notifications
+        if silences is not None:
+            report["notes"].append(
+                "Silenced shares use every silence Alertmanager still keeps: expired ones only "
+                "for its retention (--data.retention, 120h by default)."
+            )
+        elif "alerts" in sections:
+            report["notes"].append("No Alertmanager URL given: nothing counts as silenced.")
+        if "alerts" in sections:
+            report["notes"].append(
+                "Alertmanager has no acknowledgements: the time from the first notification to "
+                "a silence that covers the alert stands in for the time to acknowledge."
+            )
+        found, notes = [], []
+        if "alerts" in sections:
+            found, notes = suggestions(reader, report, rules, params["catalog"], settings)
+        report["suggestions"], report["suggestion_notes"] = found, notes
+        report["rule_groups"] = timings.result() if timings is not None else []
+    for stats in report["alerts"]:
+        stats.pop("_flap_condition_ms", None)
+        stats.pop("_condition_ms", None)
+    return report
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=HTTP_API_MUTUALLY_EXCLUSIVE,
+        supports_check_mode=True,
+    )
+    try:
+        report = build_report(module.params)
+    except ReportError as err:
+        module.fail_json(msg=str(err))
+    module.exit_json(changed=False, report=report)
+
+
+if __name__ == "__main__":
+    main()
