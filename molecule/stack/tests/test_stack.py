@@ -57,6 +57,7 @@ def targets_up(host):
 def test_every_scrape_target_is_up(targets_up):
     jobs = {target["labels"]["job"] for target in targets_up}
     assert jobs == {
+        "alert-relay",
         "node-exporter",
         "docker-exporter",
         "dragonflydb",
