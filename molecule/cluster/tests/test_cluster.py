@@ -170,7 +170,9 @@ def test_remote_write_credentials_are_in_a_file_not_in_the_config():
 def added_host(tmp_path):
     """A fourth container on the scenario's network, in the inventory's `exporters`."""
     name = "cluster-app2"
-    subprocess.run(
+    # One that an interrupted run left would hold the name and the address.
+    subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
+    started = subprocess.run(
         [
             "docker",
             "run",
@@ -202,9 +204,13 @@ def added_host(tmp_path):
             ),
             "/lib/systemd/systemd",
         ],
-        check=True,
+        check=False,
         capture_output=True,
+        text=True,
     )
+    if started.returncode != 0:
+        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
+        pytest.fail(f"docker run {name}: {started.stderr}")
     inventory = tmp_path / "added.yml"
     inventory.write_text(
         json.dumps(
