@@ -11,11 +11,12 @@ from molecule_helpers import get_json, get_text, stopped, wait_for
 
 RELAYED = "/webhooks/relayed-critical"
 RELAY_METRICS = "http://127.0.0.1:9097/metrics"
+RECEIVER = "http://127.0.0.1:8080/notifications"
 
 
 def relayed(host, alertname, since=0.0):
     """The alerts the relay forwarded to the stand-in for an alert name, received after `since`."""
-    records = get_json(host, "http://127.0.0.1:8080/notifications")
+    records = get_json(host, RECEIVER)
     return [
         record["body"]["alert"]
         for record in records
@@ -103,6 +104,12 @@ def test_a_destination_down_for_two_minutes_gets_everything_once_when_it_is_back
         )
         time.sleep(max(0.0, 120 - (time.monotonic() - started)))
         assert queue_depth(host) >= 2
+    # Started is not yet listening: the receiver opens its port a moment later.
+    wait_for(
+        lambda: host.run("curl -fsS --max-time 2 -o /dev/null %s", RECEIVER).succeeded,
+        timeout=30,
+        what="the webhook receiver answering again",
+    )
 
     def both_forwarded():
         alerts = relayed(host, "NodeExporterDown", since)
