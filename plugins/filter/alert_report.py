@@ -18,6 +18,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.plain_data import (
+    plain as _plain,
+)
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -30,17 +33,6 @@ _THRESHOLD = re.compile(
     re.DOTALL,
 )
 _SET_OPERATOR = re.compile(r"\b(or|and|unless)\b")
-
-
-def _plain(value):
-    """Ansible's tagged values as plain Python ones."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 def _top_level(text):

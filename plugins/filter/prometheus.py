@@ -12,6 +12,9 @@ from urllib.parse import urlsplit
 
 import yaml
 from ansible.errors import AnsibleFilterError
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.plain_data import (
+    plain as _plain,
+)
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -29,10 +32,13 @@ RULE_KEYS = {
     "labels",
     "annotations",
     "params",
+    "critical",
     "enabled",
 }
 # What an override may set besides expression parameters.
 OVERRIDE_KEYS = RULE_KEYS - {"alert", "params"}
+# What `critical` (the critical twin of a warning alert) may change.
+CRITICAL_KEYS = {"for"}
 GROUP_OVERRIDE_KEYS = {"enabled", "interval"}
 
 _EXPR_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False)
@@ -53,17 +59,6 @@ def _represent_str(dumper, value):
 _BlockDumper.add_representer(str, _represent_str)
 
 
-def _plain(value):
-    """Copy Ansible's tagged values into plain Python types."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
 def _render_expr(alert, template, context):
     try:
         return _EXPR_ENV.from_string(template).render(context).strip()
@@ -71,9 +66,29 @@ def _render_expr(alert, template, context):
         raise AnsibleFilterError(f"alert {alert}: cannot render its expression: {err}") from err
 
 
+def _check_critical(rule, critical, where):
+    """`critical` sets params (and `for`) of the alert's critical twin."""
+    if not isinstance(critical, dict):
+        raise AnsibleFilterError(f"{where}: critical must be a mapping, got {critical!r}")
+    unknown = set(critical) - CRITICAL_KEYS - set(rule.get("params", {}))
+    if unknown:
+        known = sorted(CRITICAL_KEYS | set(rule.get("params", {})))
+        raise AnsibleFilterError(
+            f"{where}: critical sets {', '.join(sorted(unknown))}, which alert "
+            f"{rule['alert']} does not have; it takes: {', '.join(known)}"
+        )
+
+
 def _apply_override(rule, override, where):
     for key, value in override.items():
-        if key in OVERRIDE_KEYS:
+        if key == "critical":
+            if "critical" not in rule:
+                raise AnsibleFilterError(
+                    f"{where} sets 'critical', but alert {rule['alert']} has no critical twin"
+                )
+            _check_critical(rule, value, where)
+            rule["critical"] = {**rule["critical"], **value}
+        elif key in OVERRIDE_KEYS:
             if key in ("labels", "annotations"):
                 rule[key] = {**rule.get(key, {}), **value}
             else:
@@ -86,6 +101,32 @@ def _apply_override(rule, override, where):
                 f"{where} sets '{key}', which alert {rule['alert']} does not have; "
                 f"it takes: {', '.join(known)}"
             )
+    if "critical" in rule and rule["severity"] != "warning":
+        raise AnsibleFilterError(
+            f"{where} sets severity {rule['severity']}, but alert {rule['alert']} has a critical "
+            f"twin: it must stay a warning (change the twin through 'critical')"
+        )
+
+
+def _build_rules(rule, context, runbook_base_url):
+    """The alert's rule, and its critical twin where it has one.
+
+    The twin has the same name and labels but `severity: critical` and its
+    own params (`critical`), so that Alertmanager's warning/critical
+    inhibition mutes the warning while the critical one fires.
+    """
+    built = [_build_rule(rule, context, runbook_base_url)]
+    if "critical" in rule:
+        critical = dict(rule["critical"])
+        twin_for = critical.pop("for", rule.get("for"))
+        twin = {
+            **rule,
+            "severity": "critical",
+            "params": {**rule.get("params", {}), **critical},
+            "for": twin_for,
+        }
+        built.append(_build_rule(twin, context, runbook_base_url))
+    return built
 
 
 def _build_rule(rule, context, runbook_base_url):
@@ -123,6 +164,12 @@ def _check_rule(rule, group):
         raise AnsibleFilterError(
             f"alert {rule['alert']} in group {group} has unknown keys: {', '.join(sorted(unknown))}"
         )
+    if "critical" in rule:
+        if rule["severity"] != "warning":
+            raise AnsibleFilterError(
+                f"alert {rule['alert']} in group {group} has a critical twin: it must be a warning"
+            )
+        _check_critical(rule, rule["critical"], f"alert {rule['alert']} in group {group}")
 
 
 def merge_alert_groups(groups, overrides=None, group_overrides=None):
@@ -214,7 +261,9 @@ def prometheus_rule_files(
         if group.get("interval"):
             document["interval"] = group["interval"]
         document["rules"] = [
-            _build_rule(rule, context, runbook_base_url) for rule in group["rules"]
+            built
+            for rule in group["rules"]
+            for built in _build_rules(rule, context, runbook_base_url)
         ]
         body = yaml.dump(
             {"groups": [document]},

@@ -1,10 +1,10 @@
 #!/usr/bin/python
-"""Reload Prometheus, Alertmanager or the alert relay over HTTP and confirm the reload took."""
+"""Reload a service of the stack over HTTP and confirm that the reload took."""
 
 DOCUMENTATION = r"""
 ---
 module: config_reload
-short_description: Reload Prometheus, Alertmanager or the alert relay and confirm the reload took
+short_description: Reload a service of the stack over HTTP and confirm the reload took
 description:
   - Posts to the service's C(/-/reload) endpoint, then reads the service's own
     C(<service>_config_last_reload_successful) and
@@ -16,7 +16,7 @@ options:
   service:
     description: Which service answers at I(url); selects the metric names.
     type: str
-    choices: [prometheus, alertmanager, alert_relay]
+    choices: [prometheus, alertmanager, alert_relay, blackbox_exporter]
     required: true
   ready_timeout:
     description: Seconds to wait for the service to answer C(/-/ready) before reloading.
@@ -88,7 +88,7 @@ def reload_and_confirm(api, service, ready_timeout):
     try:
         api.request("POST", "/-/reload")
     except ApiError as err:
-        # Both services answer 500 with the reason when the new config is bad.
+        # Each service answers 500 with the reason when the new config is bad.
         raise ApiError(f"{service} rejected the new configuration: {err.body or err}") from err
 
     samples = api.metrics([successful, timestamp])
@@ -112,7 +112,7 @@ def main():
         service={
             "type": "str",
             "required": True,
-            "choices": ["prometheus", "alertmanager", "alert_relay"],
+            "choices": ["prometheus", "alertmanager", "alert_relay", "blackbox_exporter"],
         },
         ready_timeout={"type": "float", "default": 60.0},
         reload_marker={"type": "path"},

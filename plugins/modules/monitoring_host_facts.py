@@ -90,6 +90,11 @@ host:
       description: CPU architecture, as uname -m gives it.
       type: str
       sample: x86_64
+    nameservers:
+      description: The resolvers of C(/etc/resolv.conf), in its order (none when it is missing).
+      type: list
+      elements: str
+      sample: [127.0.0.53]
     archives:
       description:
         - Per name, every version directory under O(archive_root), with the SHA-256 of the
@@ -241,6 +246,20 @@ def archive_installs(root):
     return installs
 
 
+def nameservers(path="/etc/resolv.conf"):
+    """The `nameserver` lines of resolv.conf, in order."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return []
+    return [
+        fields[1]
+        for fields in (line.split() for line in lines)
+        if len(fields) >= 2 and fields[0] == "nameserver"
+    ]
+
+
 def main():
     module = AnsibleModule(
         argument_spec={"archive_root": {"type": "path", "default": "/opt/prometheus-alerting"}},
@@ -260,6 +279,7 @@ def main():
         "unit_files": units,
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         "architecture": platform.machine(),
+        "nameservers": nameservers(),
         "archives": archive_installs(module.params["archive_root"]),
     }
     module.exit_json(changed=False, host=host)

@@ -80,3 +80,16 @@ def test_every_version_of_a_name_is_listed(tmp_path):
 
 def test_no_archive_root_means_no_installs(tmp_path):
     assert archives(tmp_path / "absent") == {}
+
+
+def test_nameservers_come_from_resolv_conf_in_order(tmp_path):
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(
+        "# generated\nsearch example.com\nnameserver 10.0.0.2\n"
+        "nameserver  ::1 \noptions ndots:2\nnameserver\n"
+    )
+    assert monitoring_host_facts.nameservers(str(resolv)) == ["10.0.0.2", "::1"]
+
+
+def test_no_resolv_conf_means_no_nameservers(tmp_path):
+    assert monitoring_host_facts.nameservers(str(tmp_path / "missing")) == []

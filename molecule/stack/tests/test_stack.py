@@ -58,6 +58,7 @@ def test_every_scrape_target_is_up(targets_up):
     jobs = {target["labels"]["job"] for target in targets_up}
     assert jobs == {
         "alert-relay",
+        "blackbox",
         "node-exporter",
         "docker-exporter",
         "dragonflydb",
@@ -78,6 +79,7 @@ def test_every_rule_group_is_loaded_and_healthy(host):
         "docker-services.rules",
         "dragonflydb.rules",
         "monitoring-pipeline.rules",
+        "probes.rules",
     }
     unhealthy = [
         (r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"
