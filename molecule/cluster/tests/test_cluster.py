@@ -85,9 +85,14 @@ def test_every_host_is_a_target_of_both_servers_and_up():
         ("alertmanager", "cluster-mon2"),
         ("prometheus", "cluster-mon1"),
         ("prometheus", "cluster-mon2"),
+        # The probe of where notifications go: the webhook receiver on the app host.
+        ("blackbox", f"{ADDRESS[APP]}:8080"),
     }
     for server in MONITORING:
         wait_for_every_target_up(server, expected)
+        # Each server probes through the blackbox exporter on its own host.
+        (probe,) = [t for t in active_targets(server) if t["labels"]["job"] == "blackbox"]
+        assert probe["scrapeUrl"].startswith(f"http://{ADDRESS[server]}:9115/probe?"), probe
         (target,) = [
             t
             for t in active_targets(server)

@@ -59,9 +59,22 @@ COMPONENTS = {
         "/etc/prometheus-redis-exporter",
         "redis-exporter",
     ),
+    "blackbox": (
+        9115,
+        "prometheus-blackbox-exporter",
+        "/etc/prometheus-blackbox-exporter",
+        "blackbox-exporter",
+    ),
 }
 # The stack's own jobs (https) and the stand-ins Prometheus scrapes as written (http).
-STACK_JOBS = {"prometheus", "alertmanager", "node-exporter", "docker-exporter", "dragonflydb"}
+STACK_JOBS = {
+    "prometheus",
+    "alertmanager",
+    "node-exporter",
+    "docker-exporter",
+    "dragonflydb",
+    "blackbox",
+}
 OWN_JOBS = {"trading-bot", "data-consumer"}
 # Every secret value of the inventory starts with one of these.
 SECRET_PREFIXES = ("secweb-", "secredis-", "secsmtp-", "secwebhook-", "secslack-", "secpagerduty-")
@@ -335,6 +348,7 @@ def web_files():
     wanted["/etc/prometheus/web/ca.crt"] = ("644", "root", "prometheus")
     wanted["/etc/prometheus/web/client-password"] = ("640", "root", "prometheus")
     wanted["/etc/alertmanager/web/ca.crt"] = ("644", "root", "alertmanager")
+    wanted["/etc/prometheus-blackbox-exporter/web/ca.crt"] = ("644", "root", "blackbox-exporter")
     wanted["/etc/prometheus-redis-exporter/web/basic-auth.env"] = ("640", "root", "redis-exporter")
     return wanted
 
