@@ -14,15 +14,16 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # longest first so that parallel runs finish together. `make molecule
 # SCENARIOS=prometheus` runs one; MOLECULE_JOBS runs go at once.
 # `archive` runs the stack's tests too: with it on Debian 13 and `stack` on
-# Debian 12, both releases and both install methods are covered. `security`
+# Debian 12, both releases and both install methods are covered. `tags` runs
+# the tag contract on the stack's host, beside the stack's own tests. `security`
 # runs on Debian 13, whose redis_exporter has basic auth; the exporters whose
 # packages differ most between the releases run on both.
-SCENARIOS ?= archive:trixie stack:bookworm security:trixie cluster alertmanager \
+SCENARIOS ?= tags archive:trixie stack:bookworm security:trixie cluster alertmanager \
 	dragonflydb_exporter:bookworm,trixie docker_exporter prometheus \
 	node_exporter:bookworm,trixie
 MOLECULE_JOBS ?= 2
 
-.PHONY: help venv machine demo test lint unit config-test molecule bench clean role-docs
+.PHONY: help venv machine demo test lint unit config-test faults molecule bench clean role-docs
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,10 +56,19 @@ unit: machine venv  ## pytest: modules and filters against real services, the Do
 config-test: machine venv  ## promtool and amtool tests on the files the roles render.
 	tests/run-config-tests
 
+# The fault matrix (docs/reliability.md): the stack's services on loopback,
+# under kill -9, full and read-only disks, clocks, peers and destinations
+# gone. Its tests mostly wait for alerts: FAULTS_JOBS of them run at once.
+FAULTS_JOBS ?= 4
+faults: machine venv  ## The fault matrix: each fault pages once, loses nothing, recovers (as root).
+	rm -rf build/faults && mkdir -p build/faults
+	FAULTS_CATALOG=$$(python3 tests/faults/harness.py build/faults/rendered) \
+		pytest -n $(FAULTS_JOBS) -p no:cacheprovider tests/faults
+
 molecule: machine venv  ## Every Molecule scenario in systemd containers.
 	scripts/run-molecule -j $(MOLECULE_JOBS) $(SCENARIOS)
 
-test: lint unit config-test molecule  ## Everything CI runs, fastest checks first.
+test: lint unit config-test faults molecule  ## Everything CI runs, fastest checks first.
 
 bench: machine venv  ## Timings: a rollout, a no-change rerun, a --tags rules rerun.
 	scripts/bench

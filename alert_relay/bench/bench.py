@@ -12,7 +12,9 @@ stand-in (a separate aiohttp process that answers 200), then measures:
    ``--notifications`` notifications of ``--alerts`` alerts each (every alert
    new, so every one is queued and forwarded) while the relay forwards them:
    notifications accepted per second, accept latency (p50, p99: from sending a
-   request to its 200, that is until the notification is committed to disk).
+   request to its 200, that is until the notification is committed to disk),
+   and the relay's CPU time per notification accepted and forwarded (utime +
+   stime, which the machine's other load changes far less than the rates).
 2. accept, destination down: the same, with nothing listening at the
    destination, so that every alert stays queued (the relay reloaded first
    with a 10 s backoff: one refused attempt per alert, the next 10 s away).
@@ -23,6 +25,14 @@ stand-in (a separate aiohttp process that answers 200), then measures:
 and the relay's resident memory (VmRSS) after each phase and at its peak
 (VmHWM). The figures of every run are printed, then their medians. Nothing is
 asserted: this prints figures.
+
+``--queued N --watch SECONDS`` measures something else, once: a relay at its
+default retry settings (1 s doubling to 5 m, max_age 24 h) and log level
+(info), with nothing listening at its destination (connection refused), is
+given N alerts (N/2 notifications of 2); once every alert has had its first
+attempt, its CPU time (utime + stime from /proc/<pid>/stat, as a percentage of
+one core) and the bytes it logs are measured for SECONDS, minute by minute,
+the log extrapolated to an hour.
 """
 
 from __future__ import annotations
@@ -159,12 +169,35 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+# The queued phase: the relay's defaults (retry, concurrency, timeout), a destination that
+# refuses connections.
+QUEUED_CONFIG = """
+receivers:
+  bench:
+    bearer_token_file: token
+    destinations: [sink]
+destinations:
+  sink:
+    url: http://127.0.0.1:{sink_port}/alerts
+"""
+
+
 class Relay:
-    def __init__(self, directory: Path, sink_port: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        sink_port: int,
+        config: str | None = None,
+        log_level: str = "warn",
+        log: Any = None,
+    ) -> None:
         self.directory = directory
         self.sink_port = sink_port
         (directory / "token").write_text(TOKEN + "\n")
-        self.write_config("50ms")
+        if config is None:
+            self.write_config("50ms")
+        else:
+            (directory / "relay.yml").write_text(config.format(sink_port=sink_port))
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
@@ -175,9 +208,10 @@ class Relay:
                 f"--config.file={directory / 'relay.yml'}",
                 f"--storage.path={directory / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
+                f"--log.level={log_level}",
             ],
             env={**os.environ, "PYTHONPATH": PYTHONPATH},
+            stderr=log,
         )
         deadline = time.monotonic() + 20
         while True:
@@ -258,12 +292,16 @@ def one_run(run: int, args: argparse.Namespace) -> dict[str, float]:
             total_alerts = args.notifications * args.alerts
             # 1. Destination up: accepting while forwarding.
             bodies = [notification(run, n, args.alerts) for n in range(args.notifications)]
+            cpu_before = cpu_seconds(relay.process.pid)
             seconds, latencies = asyncio.run(send_all(url, bodies, args.clients))
             figures["up_per_s"] = len(bodies) / seconds
             figures["up_p50_ms"] = percentile(latencies, 0.5) * 1000
             figures["up_p99_ms"] = percentile(latencies, 0.99) * 1000
             drained = wait_until(lambda: sink_count(sink_port) >= total_alerts, 300)
             figures["up_forwarded_per_s"] = total_alerts / (seconds + drained)
+            # The relay's own CPU time: what the machine's other load does not change.
+            cpu = cpu_seconds(relay.process.pid) - cpu_before
+            figures["up_cpu_ms_per_notification"] = 1000 * cpu / len(bodies)
             figures["rss_after_up_mib"] = memory(relay.process.pid)[0]
             figures["up_failed_attempts"] = relay.failed_attempts()
 
@@ -296,13 +334,70 @@ def one_run(run: int, args: argparse.Namespace) -> dict[str, float]:
     return figures
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds (/proc/<pid>/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def queued_run(args: argparse.Namespace) -> None:
+    """The queued phase (see the module's docstring); prints its figures."""
+    with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
+        log_path = Path(tmp) / "relay.log"
+        with open(log_path, "wb") as log:
+            relay = Relay(Path(tmp), free_port(), QUEUED_CONFIG, log_level="info", log=log)
+        pid = relay.process.pid
+        try:
+            url = relay.url + "/webhooks/bench"
+            bodies = [notification(0, n, 2) for n in range(args.queued // 2)]
+            alerts = 2 * len(bodies)
+            started, cpu_started = time.perf_counter(), cpu_seconds(pid)
+            seconds, _latencies = asyncio.run(send_all(url, bodies, args.clients))
+            print(f"{alerts} alerts accepted in {seconds:.1f} s")
+            waited = wait_until(lambda: relay.failed_attempts() >= alerts, 1800)
+            print(
+                f"every alert's first attempt made {waited:.1f} s later; accepting and first"
+                f" attempts: {cpu_seconds(pid) - cpu_started:.1f} s of CPU in"
+                f" {time.perf_counter() - started:.1f} s"
+            )
+            # The window: the queue full, the destination still down.
+            start = (time.perf_counter(), cpu_seconds(pid), log_path.stat().st_size)
+            attempts_before = relay.failed_attempts()
+            for minute in range(max(1, round(args.watch / 60))):
+                mark = (time.perf_counter(), cpu_seconds(pid), log_path.stat().st_size)
+                time.sleep(min(60.0, args.watch))
+                cpu = 100 * (cpu_seconds(pid) - mark[1]) / (time.perf_counter() - mark[0])
+                logged = log_path.stat().st_size - mark[2]
+                print(f"minute {minute + 1}: CPU {cpu:.2f} % of a core, log {logged} bytes")
+            elapsed = time.perf_counter() - start[0]
+            cpu = 100 * (cpu_seconds(pid) - start[1]) / elapsed
+            log_per_hour = (log_path.stat().st_size - start[2]) * 3600 / elapsed
+            attempts = (relay.failed_attempts() - attempts_before) / elapsed
+            print(
+                f"over {elapsed:.0f} s: CPU {cpu:.2f} % of a core, {attempts:.2f} attempts/s,"
+                f" log {log_per_hour / 1e6:.3f} MB/hour (extrapolated),"
+                f" RSS {memory(pid)[0]:.1f} MiB, queue depth {relay.queue_depth():.0f}"
+            )
+        finally:
+            relay.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--notifications", type=int, default=3000)
     parser.add_argument("--alerts", type=int, default=2, help="alerts per notification")
     parser.add_argument("--clients", type=int, default=16, help="concurrent senders")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--queued", type=int, default=0, help="instead: alerts queued for a destination down"
+    )
+    parser.add_argument("--watch", type=float, default=180, help="seconds the queued phase lasts")
     args = parser.parse_args()
+    if args.queued:
+        print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        queued_run(args)
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        return
     print(
         f"{args.notifications} notifications of {args.alerts} alerts, {args.clients} senders, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"

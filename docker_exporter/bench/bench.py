@@ -8,7 +8,14 @@ Ctrl-C or SIGTERM), runs the exporter as a separate process
 Not a test: it asserts nothing, it measures.
 
     .venv/bin/python docker_exporter/bench/bench.py [--containers 100] [--scrapes 30]
-        [--memory-source auto stats] [--max-concurrency 16]
+        [--memory-source auto stats] [--max-concurrency 16] [--exporter-src DIR ...]
+
+``--exporter-src`` runs other versions of the exporter (their ``src``
+directories, e.g. a ``git worktree`` of an earlier commit) one after the
+other against the same containers, so that a change is measured before and
+after on the same engine in the same minutes. The exporter's CPU time per
+scrape (user + system, from ``/proc/<pid>/stat``) is the figure that depends
+least on what else the machine does.
 """
 
 from __future__ import annotations
@@ -53,6 +60,13 @@ def parse_args() -> argparse.Namespace:
         help="exporter runs to measure, one per memory source (default: auto stats)",
     )
     parser.add_argument("--max-concurrency", type=int, default=16)
+    parser.add_argument(
+        "--exporter-src",
+        nargs="+",
+        default=[SRC],
+        metavar="DIR",
+        help="the exporter's src directories to measure, one run each (default: this one)",
+    )
     parser.add_argument("--docker-host", default="unix:///var/run/docker.sock")
     return parser.parse_args()
 
@@ -111,12 +125,19 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
     raise RuntimeError(f"no {field} for {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-def measure(args: argparse.Namespace, memory_source: str) -> dict[str, float]:
+def measure(args: argparse.Namespace, memory_source: str, src: str) -> dict[str, float]:
     port = free_port()
     command = [
         sys.executable,
@@ -128,7 +149,7 @@ def measure(args: argparse.Namespace, memory_source: str) -> dict[str, float]:
         f"--docker.memory-source={memory_source}",
         "--log.level=warn",
     ]
-    path = os.pathsep.join((SRC, EXPORTER_WEB_SRC, os.environ.get("PYTHONPATH", "")))
+    path = os.pathsep.join((src, EXPORTER_WEB_SRC, os.environ.get("PYTHONPATH", "")))
     env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.Popen(command, env=env)
     url = f"http://127.0.0.1:{port}/metrics"
@@ -148,6 +169,7 @@ def measure(args: argparse.Namespace, memory_source: str) -> dict[str, float]:
             if "docker_engine_up 1.0" not in text:
                 raise RuntimeError("the exporter does not reach the engine")
             latencies, reported = [], []
+            cpu_before = cpu_seconds(proc.pid)
             for _ in range(args.scrapes):
                 time.sleep(args.pause)
                 start = time.monotonic()
@@ -159,6 +181,7 @@ def measure(args: argparse.Namespace, memory_source: str) -> dict[str, float]:
                         reported.append(float(line.split()[1]))
                 if "docker_engine_up 1.0" not in text:
                     raise RuntimeError("a scrape failed (docker_engine_up 0)")
+            cpu_per_scrape = (cpu_seconds(proc.pid) - cpu_before) / args.scrapes
         series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
         containers_seen = text.count("docker_container_exit_code{")
         return {
@@ -167,6 +190,7 @@ def measure(args: argparse.Namespace, memory_source: str) -> dict[str, float]:
             "p90": percentile(latencies, 0.9),
             "max": max(latencies),
             "collect_median": statistics.median(reported),
+            "cpu_ms": cpu_per_scrape * 1000,
             "series": series,
             "containers": containers_seen,
             "rss_mib": rss_kib(proc.pid) / 1024,
@@ -192,12 +216,13 @@ def main() -> int:
         f"Python {platform.python_version()}",
         flush=True,
     )
-    results = {}
+    results = []
     try:
         with containers(client, args.containers):
-            for source in args.memory_source:
-                print(f"measuring --docker.memory-source={source} ...", flush=True)
-                results[source] = measure(args, source)
+            for src in args.exporter_src:
+                for source in args.memory_source:
+                    print(f"measuring {src} --docker.memory-source={source} ...", flush=True)
+                    results.append((src, source, measure(args, source, os.path.abspath(src))))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -207,23 +232,25 @@ def main() -> int:
         f"--docker.max-concurrency={args.max_concurrency}"
     )
     header = (
+        "exporter src",
         "memory source",
         "first s",
         "median s",
         "p90 s",
         "max s",
         "collect med s",
+        "CPU ms/scrape",
         "containers",
         "series",
         "RSS MiB",
         "peak RSS MiB",
     )
     print(" | ".join(header))
-    for source, r in results.items():
+    for src, source, r in results:
         print(
-            f"{source} | {r['first']:.3f} | {r['median']:.3f} | {r['p90']:.3f} | {r['max']:.3f} "
-            f"| {r['collect_median']:.3f} | {r['containers']:.0f} | {r['series']:.0f} "
-            f"| {r['rss_mib']:.1f} | {r['hwm_mib']:.1f}"
+            f"{src} | {source} | {r['first']:.3f} | {r['median']:.3f} | {r['p90']:.3f} "
+            f"| {r['max']:.3f} | {r['collect_median']:.3f} | {r['cpu_ms']:.1f} "
+            f"| {r['containers']:.0f} | {r['series']:.0f} | {r['rss_mib']:.1f} | {r['hwm_mib']:.1f}"
         )
     return 0
 

@@ -190,3 +190,13 @@ def exited_container(prefix, code=3):
         yield name
     finally:
         subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
+
+
+def catalog_metrics(prefix):
+    """Every metric name starting with `prefix` that an alert of the catalog reads."""
+    names = set()
+    expression = re.compile(r"expr: !unsafe (?:\|-.*\n)?((?:.|\n)*?)\n      \w")
+    for path in (PROJECT / "roles/prometheus/defaults/main").glob("alerts_*.yml"):
+        for expr in expression.findall(path.read_text()):
+            names.update(re.findall(rf"\b({prefix}[A-Za-z0-9_]+)", expr))
+    return names

@@ -65,8 +65,13 @@ def _load_yaml(text, where, differences):
 # --- common -------------------------------------------------------------------------
 
 
-def reload_differences(service, gathered, watched):
-    """A reload owed, a failed reload, files newer than the last reload."""
+def reload_differences(service, gathered, differing):
+    """A reload owed, a failed reload, and which of the files whose content is not what the
+    service loaded (`differing`) were modified after its last successful reload.
+
+    A file's modification time alone is never a difference: a file touched, or put back as
+    it was, after the reload is what the service runs.
+    """
     differences = []
     metrics = gathered["metrics"]
     successful = metrics.get(f"{service}_config_last_reload_successful")
@@ -86,7 +91,11 @@ def reload_differences(service, gathered, watched):
             f"its last reload failed ({service}_config_last_reload_successful is {successful}): "
             "it runs an older configuration than the one on disk"
         )
-    newer = sorted(path for path in watched if gathered["files"][path]["mtime"] > reloaded_at)
+    newer = sorted(
+        path
+        for path in differing
+        if path in gathered["files"] and gathered["files"][path]["mtime"] > reloaded_at
+    )
     if newer:
         differences.append(
             f"changed on disk after its last successful reload at {_when(reloaded_at)}: "
@@ -98,14 +107,17 @@ def reload_differences(service, gathered, watched):
 # --- Prometheus ---------------------------------------------------------------------
 
 
-def disk_rule_groups(config_file, files, differences):
+def disk_rule_groups(config_file, files, differences, differing=None):
     """The rule groups of the files prometheus.yml names, as on disk.
 
     Returns ({(file, group name): group}, the default evaluation interval, the
     rule_files patterns outside the rules/ directory, which are not compared).
+    A file that is not valid YAML is a difference, added to `differing`.
     """
+    differing = set() if differing is None else differing
     config = _load_yaml(files[config_file]["text"], config_file, differences)
     if config is None:
+        differing.add(config_file)
         return None, DEFAULT_EVALUATION_INTERVAL, []
     directory = os.path.dirname(config_file)
     interval = (config.get("global") or {}).get("evaluation_interval", DEFAULT_EVALUATION_INTERVAL)
@@ -117,6 +129,8 @@ def disk_rule_groups(config_file, files, differences):
             continue
         for path in sorted(p for p in files if p != config_file and fnmatch.fnmatch(p, absolute)):
             document = _load_yaml(files[path]["text"], path, differences)
+            if document is None:
+                differing.add(path)
             for group in (document or {}).get("groups") or []:
                 groups[(path, str(group.get("name")))] = group
     return groups, interval, outside
@@ -127,25 +141,32 @@ def _rule_name(rule):
 
 
 def rule_differences(config_file, files, loaded_groups, default_interval, disk_groups, formatted):
-    """Differences between the loaded rule groups and the groups on disk.
+    """Differences between the loaded rule groups and the groups on disk, and the rule files
+    they are in.
 
     `formatted` maps a disk expression to Prometheus' formatting of it (None where
     Prometheus could not format it); expressions whose text is the loaded one need none.
+    Returns (differences, {path of a file whose groups differ}).
     """
-    differences = []
+    differences, differing = [], set()
     directory = os.path.dirname(config_file)
     loaded = {
         (os.path.normpath(os.path.join(directory, g["file"])), g["name"]): g for g in loaded_groups
     }
     for key in sorted(set(disk_groups) - set(loaded)):
         differences.append(f"rule group {key[1]} ({key[0]}) is on disk but not loaded")
+        differing.add(key[0])
     for key in sorted(set(loaded) - set(disk_groups)):
         differences.append(f"rule group {key[1]} ({key[0]}) is loaded but not on disk")
+        differing.add(key[0])
     for key in sorted(set(loaded) & set(disk_groups)):
-        differences += _group_differences(
+        group = _group_differences(
             key[1], disk_groups[key], loaded[key], default_interval, formatted
         )
-    return differences
+        if group:
+            differences += group
+            differing.add(key[0])
+    return differences, differing
 
 
 def _group_differences(name, disk, loaded, default_interval, formatted):
@@ -264,7 +285,9 @@ def config_differences(disk, running, directory, path=""):
         for key, value in disk.items():
             where = f"{path}.{key}" if path else str(key)
             if key not in running:
-                if value not in (None, "", [], {}):
+                # The services leave out zero values (false, 0, empty) when they show a
+                # configuration: only a value that is not one of those is missing.
+                if value not in (None, "", [], {}) and value is not False and value != 0:
                     differences.append(f"{where}: set on disk, not in the running configuration")
                 continue
             differences += config_differences(value, running[key], directory, where)
@@ -286,6 +309,37 @@ def config_differences(disk, running, directory, path=""):
 def _short(value):
     text = json.dumps(value) if isinstance(value, dict | list) else str(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def prometheus_config_differences(config_file, gathered):
+    """Settings of prometheus.yml whose value is not the loaded one (/api/v1/status/config).
+
+    A file that is not valid YAML is reported by disk_rule_groups.
+    """
+    try:
+        disk = yaml.safe_load(gathered["files"][config_file]["text"]) or {}
+        running = yaml.safe_load(gathered["loaded"].get("config") or "") or {}
+    except yaml.YAMLError:
+        return []
+    return [
+        f"{config_file}: {difference}"
+        for difference in config_differences(disk, running, os.path.dirname(config_file))
+    ]
+
+
+def unshown_differences(gathered, paths, reloaded_at):
+    """Files whose loaded content the service does not show (Alertmanager's templates).
+
+    One modified after the last successful reload differs, unless its content is the one
+    the reload record holds (the roles' handlers write it after each reload they confirm).
+    """
+    record = gathered.get("record") or {}
+    differing = set()
+    for path in paths:
+        info = gathered["files"][path]
+        if info["mtime"] > reloaded_at and record.get(path) != info.get("sha256"):
+            differing.add(path)
+    return differing
 
 
 def alertmanager_differences(config_file, gathered):
@@ -335,13 +389,20 @@ class ActionModule(ActionBase):
         if config_file not in gathered["files"]:
             raise AnsibleActionFail(f"{config_file} does not exist on the host")
         watched = sorted(gathered["files"])
-        differences, reloaded_at = reload_differences(service, gathered, watched)
+        reloaded_at = gathered["metrics"].get(
+            f"{service}_config_last_reload_success_timestamp_seconds", 0.0
+        )
         compared = {"files": len(watched)}
+        content, differing = [], set()
 
         if service == "prometheus":
+            settings = prometheus_config_differences(config_file, gathered)
+            if settings:
+                differing.add(config_file)
             disk_groups, interval, outside = disk_rule_groups(
-                config_file, gathered["files"], differences
+                config_file, gathered["files"], content, differing
             )
+            content += settings
             if outside:
                 compared["not_compared"] = outside
             if disk_groups is not None:
@@ -351,16 +412,33 @@ class ActionModule(ActionBase):
                 if to_format:
                     answer = self._gather({**args, "format": to_format}, task_vars)
                     formatted = dict(zip(to_format, answer["formatted"], strict=True))
-                differences += rule_differences(
+                rules, rule_files = rule_differences(
                     config_file, gathered["files"], loaded_groups, interval, disk_groups, formatted
                 )
+                content += rules
+                differing |= rule_files
                 compared.update(
                     rule_groups=len(disk_groups),
                     rules=sum(len(g.get("rules") or []) for g in disk_groups.values()),
                 )
+            compared["settings"] = "every setting of prometheus.yml"
         else:
-            differences += alertmanager_differences(config_file, gathered)
+            settings = alertmanager_differences(config_file, gathered)
+            if settings:
+                differing.add(config_file)
+            templates = unshown_differences(
+                gathered, [path for path in watched if path != config_file], reloaded_at
+            )
+            differing |= templates
+            content += settings + [
+                f"{path}: modified after the last successful reload, and not the content "
+                "recorded then (Alertmanager does not show the templates it loaded)"
+                for path in sorted(templates)
+            ]
             compared["settings"] = "alertmanager_config_hash and every setting of the file"
+
+        differences, reloaded_at = reload_differences(service, gathered, differing)
+        differences += content
 
         name = service.capitalize()
         summary = (

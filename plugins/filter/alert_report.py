@@ -91,6 +91,11 @@ def alert_report_catalog(groups, overrides=None, jobs=None, metrics=None):
     `threshold` parameter also gets `threshold`, `operator` and `compared_value`,
     or a `note` saying why the compared value cannot be derived. An entry's own
     `compared_value` key, if the catalog has one, is used as it is written.
+
+    An alert with a critical twin (`critical:`, rendered as a second rule of the same
+    name with `severity: critical` and its own params) gets two entries, each with
+    its `severity`, the twin's marked `twin` and holding its own threshold: the
+    report tells the two rules apart and changes the twin through `critical:`.
     """
     groups, overrides = _plain(groups or []), _plain(overrides or {})
     context = {"job": _plain(jobs or {}), "metric": _plain(metrics or {})}
@@ -109,9 +114,19 @@ def alert_report_catalog(groups, overrides=None, jobs=None, metrics=None):
             params.update({k: v for k, v in override.items() if k in params})
             expr = override.get("expr", rule.get("expr", ""))
             entry = {"alert": name}
+            critical = rule.get("critical")
+            if isinstance(critical, dict):
+                entry["severity"] = override.get("severity", rule.get("severity", "warning"))
             if "threshold" in params:
                 entry.update(_threshold_entry(expr, rule, params, context))
             entries.append(entry)
+            if isinstance(critical, dict):
+                twin_params = {**params, **critical, **(override.get("critical") or {})}
+                twin_params.pop("for", None)
+                twin = {"alert": name, "severity": "critical", "twin": True}
+                if "threshold" in twin_params:
+                    twin.update(_threshold_entry(expr, rule, twin_params, context))
+                entries.append(twin)
     return entries
 
 
@@ -203,6 +218,24 @@ def _headline(report, host):
     )
 
 
+def _paired(report):
+    """The alert names with several rules (a warning/critical pair) in the report."""
+    seen, paired = {}, set()
+    for entry in [*report.get("alerts", []), *report.get("never_fired", [])]:
+        severities = seen.setdefault(entry["name"], set())
+        severities.add(entry.get("severity"))
+        if len(severities) > 1:
+            paired.add(entry["name"])
+    return paired
+
+
+def _title(entry, paired, key="name"):
+    """A rule as the report names it: its alert name, with its severity where the name
+    has several rules."""
+    name = entry[key]
+    return f"{name} ({entry.get('severity')})" if name in paired else name
+
+
 def _summary_facts(report):
     """The report's main figures as sentences, shared by every format."""
     counts, fatigue = report["counts"], report["fatigue"]
@@ -237,6 +270,17 @@ def _summary_facts(report):
                 else "."
             )
         )
+    restarts = report.get("prometheus_restarts")
+    if restarts:
+        bridged = sum(a.get("across_restarts") or 0 for a in report["alerts"])
+        facts.append(
+            f"Prometheus restarted {_times(len(restarts))} in the period: a firing that went "
+            f"on across a restart counts as one firing, not as a resolve and a new firing "
+            f"({bridged} such {'gap' if bridged == 1 else 'gaps'})."
+        )
+    silences = report.get("silences") or {}
+    if silences.get("known_from") and silences.get("note"):
+        facts.append(silences["note"])
     return facts
 
 
@@ -316,13 +360,18 @@ def _ms(value):
 DEFINITIONS = [
     'A firing is a run of an alert series\' ALERTS{alertstate="firing"} samples with one '
     "ALERTS_FOR_STATE value; it starts at its first sample and is resolved one evaluation "
-    "interval after its last.",
+    "interval after its last. A restart of Prometheus does not end it: the gap a restart "
+    "leaves (the downtime plus the rule's `for`) is part of the firing.",
+    "Each row is one alerting rule: a warning/critical pair of one alert name is two rules, "
+    "each with its own figures and suggestions.",
     "Fired counts firings that started in the period; firing time counts only the part "
     "inside it; time to resolve counts firings that started and resolved in it.",
     "Share of period: the part of the period in which any series of the alert fired; "
     "busiest series: the part in which its busiest series fired.",
     "A flap is a firing that starts within the flap window after the same series resolved.",
-    "Silenced is the share of an alert's firing time that a silence matching it covered.",
+    "Silenced is the share of an alert's firing time that a silence matching it covered; "
+    "where Alertmanager no longer keeps the silences of the period's start, of the firing "
+    "time since the summary's date.",
     "Alertmanager has no acknowledgements: the time from the first notification of a "
     "firing to the first silence that covers it stands in for the time to acknowledge "
     "(n: firings silenced that way).",
@@ -354,8 +403,9 @@ def alert_report_markdown(report, host="monitoring host"):
     if report["alerts"]:
         out += ["## Per alert", "", *_md_table(ALERT_COLUMNS, _alert_rows(report)), ""]
     out += ["## Noisiest alerts", ""]
+    paired = _paired(report)
     out += [
-        f"{n}. {a['name']}: fired {_times(a['fired'])}" + _notified(a["notifications"])
+        f"{n}. {_title(a, paired)}: fired {_times(a['fired'])}" + _notified(a["notifications"])
         for n, a in enumerate(report["top_noisy"], 1)
     ] or ["No alert fired in the period."]
     out += ["", "## Never fired: candidates for a test or for removal", ""]
@@ -381,7 +431,7 @@ def alert_report_markdown(report, host="monitoring host"):
     out += ["", "## Suggestions", ""]
     for suggestion in report["suggestions"]:
         title = "a longer `for`" if suggestion["kind"] == "for" else "its threshold"
-        out += [f"### {suggestion['alert']}: {title}", "", suggestion["reason"], ""]
+        out += [f"### {_title(suggestion, paired, 'alert')}: {title}", "", suggestion["reason"], ""]
         out += ["```yaml", suggestion["override"], "```", ""]
     out += [f"- {note}" for note in report["suggestion_notes"]]
     if not report["suggestions"] and not report["suggestion_notes"]:
@@ -453,6 +503,7 @@ def timeline_svg(report, width=1100, label_width=250, row_height=16):
         key=lambda r: (SEVERITY_ORDER.get(str(r["severity"]).lower(), 4), r["name"]),
     )
     period = float(report["period"]["seconds"])
+    paired = _paired(report)
     plot = width - label_width - 30
     top, axis = 6, 22
     height = top + row_height * max(1, len(rows)) + axis
@@ -479,14 +530,14 @@ def timeline_svg(report, width=1100, label_width=250, row_height=16):
             )
         parts.append(
             f'<text x="{label_width - 6}" y="{y + row_height - 4}" text-anchor="end">'
-            f"{_esc(row['name'])}</text>"
+            f"{_esc(_title(row, paired))}</text>"
         )
         for first, last in row["bars"]:
             x = label_width + plot * first / period
             w = max(1.0, plot * (last - first) / period)
             parts.append(
                 f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row_height - 6}" '
-                f'fill="{colour}"><title>{_esc(row["name"])}: {_esc(human(last - first))} '
+                f'fill="{colour}"><title>{_esc(_title(row, paired))}: {_esc(human(last - first))} '
                 f"from +{_esc(human(first))}</title></rect>"
             )
     if not rows:
@@ -570,6 +621,7 @@ def _known(buckets, key):
 def alert_report_html(report, host="monitoring host"):
     """The report as one self-contained HTML page: inline CSS and SVG, no script."""
     report = _plain(report)
+    paired = _paired(report)
     title = _headline(report, host)
     body = [f"<h1>{_esc(title)}</h1>", f"<p class=muted>{_esc(_sources(report)[0])}</p>"]
     body += ["<h2>Summary</h2><ul>"] + [f"<li>{_esc(f)}</li>" for f in _summary_facts(report)]
@@ -591,7 +643,7 @@ def alert_report_html(report, host="monitoring host"):
     if report["top_noisy"]:
         body.append("<ol>")
         body += [
-            f"<li>{_esc(a['name'])}: fired {_times(a['fired'])}"
+            f"<li>{_esc(_title(a, paired))}: fired {_times(a['fired'])}"
             + _notified(a["notifications"])
             + "</li>"
             for a in report["top_noisy"]
@@ -635,7 +687,7 @@ def alert_report_html(report, host="monitoring host"):
     body.append("<h2>Suggestions</h2>")
     for suggestion in report["suggestions"]:
         what = "a longer <code>for</code>" if suggestion["kind"] == "for" else "its threshold"
-        body.append(f"<h3>{_esc(suggestion['alert'])}: {what}</h3>")
+        body.append(f"<h3>{_esc(_title(suggestion, paired, 'alert'))}: {what}</h3>")
         body.append(f"<p>{_esc(suggestion['reason'])}</p><pre>{_esc(suggestion['override'])}</pre>")
     if report["suggestion_notes"]:
         body.append(
@@ -663,9 +715,11 @@ def alert_report_summary(report, host="monitoring host", files="", check_mode=Fa
     """The lines the playbook prints: the headline figures and where the files are."""
     report = _plain(report)
     lines = [_headline(report, host), *_summary_facts(report)]
+    paired = _paired(report)
     if report["top_noisy"]:
         lines.append(
-            "Noisiest: " + ", ".join(f"{a['name']} ({a['fired']})" for a in report["top_noisy"][:5])
+            "Noisiest: "
+            + ", ".join(f"{_title(a, paired)} ({a['fired']})" for a in report["top_noisy"][:5])
         )
     slow = [g for g in report.get("rule_groups") or [] if (g.get("share_of_interval") or 0) >= 0.5]
     for group in slow:
@@ -676,7 +730,7 @@ def alert_report_summary(report, host="monitoring host", files="", check_mode=Fa
         )
     kinds = {}
     for suggestion in report["suggestions"]:
-        kinds.setdefault(suggestion["kind"], []).append(suggestion["alert"])
+        kinds.setdefault(suggestion["kind"], []).append(_title(suggestion, paired, "alert"))
     if kinds:
         lines.append(
             f"Suggestions: {len(report['suggestions'])} ("

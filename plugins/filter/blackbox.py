@@ -413,7 +413,8 @@ def blackbox_scrape_configs(checks, exporter, job_name="blackbox", client=None):
 
     The multi-target pattern: the check's target goes to the exporter as
     `?target=`, its module as `?module=`; the series are labelled `probe`,
-    `purpose`, `check` and `instance` (the target; the name, for DNS).
+    `purpose`, `check` and `instance` (the target; the name, for DNS), and a
+    DragonflyDB probe's also `endpoint` (host:port, as its exporter's series).
     `client` holds the job's scheme, tls_config and basic_auth, for an
     exporter behind TLS and basic auth. No checks, no job.
     """
@@ -430,6 +431,9 @@ def blackbox_scrape_configs(checks, exporter, job_name="blackbox", client=None):
                 "purpose": check["purpose"],
                 "check": check["check"],
                 "instance": check["instance"],
+                # DragonflyDB's host:port, as its exporter's series have it:
+                # inhibit rules pair the probe's alerts with the exporter's.
+                **({"endpoint": check["instance"]} if check["purpose"] == "dragonflydb" else {}),
             },
         }
         for check in checks

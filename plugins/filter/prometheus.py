@@ -34,9 +34,10 @@ RULE_KEYS = {
     "params",
     "critical",
     "enabled",
+    "param_ranges",
 }
 # What an override may set besides expression parameters.
-OVERRIDE_KEYS = RULE_KEYS - {"alert", "params"}
+OVERRIDE_KEYS = RULE_KEYS - {"alert", "params", "param_ranges"}
 # What `critical` (the critical twin of a warning alert) may change.
 CRITICAL_KEYS = {"for"}
 GROUP_OVERRIDE_KEYS = {"enabled", "interval"}
@@ -210,7 +211,9 @@ def merge_alert_groups(groups, overrides=None, group_overrides=None):
                     f"prometheus_alert_overrides[{rule['alert']}] must be a mapping, "
                     f"got {override!r}"
                 )
-            _apply_override(rule, override, f"prometheus_alert_overrides[{rule['alert']}]")
+            where = f"prometheus_alert_overrides[{rule['alert']}]"
+            _apply_override(rule, override, where)
+            _check_ranges(rule, where if override else f"alert {rule['alert']}")
             if rule.get("enabled", True):
                 rules.append(rule)
         if settings.get("enabled", True) and rules:
@@ -229,6 +232,31 @@ def merge_alert_groups(groups, overrides=None, group_overrides=None):
             f"{', '.join(sorted(unknown_groups))}; groups: {', '.join(sorted(seen_groups))}"
         )
     return merged
+
+
+def _check_ranges(rule, where):
+    """Params with a range (`param_ranges: {offset_ms: [1, 60000]}`) must be whole numbers
+    in it, the critical twin's too: a threshold given in the wrong unit (seconds where
+    milliseconds are meant) is refused before anything is rendered."""
+    ranges = rule.get("param_ranges") or {}
+    unknown = set(ranges) - set(rule.get("params", {}))
+    if unknown:
+        raise AnsibleFilterError(
+            f"alert {rule['alert']}: param_ranges names params it does not have: "
+            f"{', '.join(sorted(unknown))}"
+        )
+    sources = [("", rule.get("params", {})), ("critical.", rule.get("critical") or {})]
+    for prefix, params in sources:
+        for name, (low, high) in ranges.items():
+            if name not in params:
+                continue
+            value = params[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                unit = f" ({name.rsplit('_', 1)[1]})" if "_" in name else ""
+                raise AnsibleFilterError(
+                    f"{where}: {prefix}{name} must be a whole number from {low} to "
+                    f"{high}{unit}, got {value!r}"
+                )
 
 
 def _interval(settings, group):
@@ -292,6 +320,11 @@ def _host_port(address, port):
     return f"{address}:{port}"
 
 
+def _redis_endpoint(target):
+    parts = urlsplit(target["address"])
+    return _host_port(parts.hostname or "", parts.port or 6379)
+
+
 def _redis_instance(host, target, single):
     if target.get("instance"):
         return target["instance"]
@@ -323,7 +356,14 @@ def _host_static_configs(spec, host, host_vars, address):
     targets = _plain(host_vars.get(spec["targets_variable"], spec["default_targets"]))
     entries = []
     for index, target in enumerate(targets):
-        target_labels = {**labels, "instance": _redis_instance(host, target, len(targets) == 1)}
+        target_labels = {
+            **labels,
+            "instance": _redis_instance(host, target, len(targets) == 1),
+            # The database's own host:port, which its blackbox probes carry
+            # too: what inhibit rules match when one DragonflyDB fault shows
+            # in several alerts.
+            "endpoint": _redis_endpoint(target),
+        }
         if spec.get("scrape_database"):
             port = urlsplit(target["address"]).port or 6379
             entries.append({"targets": [_host_port(address, port)], "labels": target_labels})

@@ -18,8 +18,19 @@ Definitions (docs/report.md says the same for readers of the report):
 - The period is [start, end). An interval *fired in the period* when its
   first sample is in it; it *resolved in the period* when it also resolved
   by `end`. Firing time counts only the part of an interval inside the period.
+- A restart of Prometheus is not a resolve. A rule whose `for` is shorter
+  than Prometheus' for-grace-period gets a new ALERTS_FOR_STATE value after a
+  restart, and its ALERTS a gap of the downtime plus the `for`: two runs of a
+  series are one firing when a restart lies between them (Prometheus' own
+  process_start_time_seconds changed) and the series fired up to the
+  evaluation before Prometheus went down and became active again at the first
+  evaluation after it came back; or when Alertmanager kept the alert's
+  startsAt across the gap (the relay's records).
 - A flap is a firing that starts at most `flap_window` after the previous
   interval of the same series resolved.
+- A report entry is one alerting rule: an alert name and its severity. The
+  catalog's warning/critical pairs are two rules of one name; each has its own
+  figures, and its suggestions change that rule.
 - Percentiles interpolate linearly between the closest ranks (rank
   q * (n - 1)), as PromQL's quantile() and quantile_over_time() do.
 """
@@ -165,15 +176,19 @@ def covered(spans, first, last):
 def align_active_at(times, state_times, state_values):
     """ALERTS_FOR_STATE's value at each firing sample's timestamp (None where it has none).
 
-    Both time lists are sorted; the rule manager writes both series in the same
-    evaluation, with the same timestamp.
+    The rule manager writes both series in the same evaluation, with the same
+    timestamp: a lookup by timestamp (in C, a week of samples takes a moment).
     """
-    aligned, j, count = [], 0, len(state_times)
-    for moment in times:
-        while j < count and state_times[j] < moment:
-            j += 1
-        aligned.append(state_values[j] if j < count and state_times[j] == moment else None)
-    return aligned
+    at = dict(zip(state_times, state_values, strict=True))
+    return list(map(at.get, times))
+
+
+def active_times_ms(texts):
+    """ALERTS_FOR_STATE's values as Prometheus writes them (the time the alert became
+    active, seconds as text) in ms. One series holds a few values, each repeated at
+    every evaluation: each is converted once."""
+    converted = {text: round(float(text) * 1000) for text in set(texts)}
+    return list(map(converted.__getitem__, texts))
 
 
 def firing_runs(times, active_ats, interval_ms):
@@ -282,33 +297,205 @@ class Calendar:
 class Interval:
     """One firing interval of one series."""
 
-    __slots__ = ("active_at", "first", "key", "labels", "last", "resolved")
+    __slots__ = ("active_at", "first", "key", "labels", "last", "resolved", "restarts")
 
-    def __init__(self, key, labels, first, last, active_at, interval_ms):
+    def __init__(self, key, labels, first, last, active_at, interval_ms, restarts=0):
         self.key, self.labels = key, labels
         self.first, self.last, self.active_at = first, last, active_at
         self.resolved = last + interval_ms
+        # How many gaps of a restart of Prometheus this firing went on across.
+        self.restarts = restarts
 
 
 def series_key(labels):
     return tuple(sorted((k, v) for k, v in labels.items() if k not in NOT_ALERT_LABELS))
 
 
-def build_intervals(firing, for_state, interval_of, default_interval_ms):
-    """{alertname: [Interval]} from {key: (labels, times)} and {key: (times, values)}.
+def severity_of(labels):
+    return labels.get("severity") or "none"
 
-    `interval_of(name)` is the evaluation interval of a loaded rule, else None.
+
+# --- Rules ------------------------------------------------------------------------------
+
+
+def alerting_rules(groups):
+    """The alerting rules of /api/v1/rules' groups: {name: [rule, ...]}, one rule per
+    severity (a warning/critical pair is two), each {name, severity, group, interval_ms,
+    for_ms, labels}; and the groups, each {name, file, interval, rules, evaluation_time,
+    last_evaluation}."""
+    rules, found = {}, []
+    for group in groups or []:
+        interval_ms = round(float(group.get("interval") or 60) * 1000)
+        found.append(
+            {
+                "name": group.get("name"),
+                "file": group.get("file"),
+                "interval": seconds(interval_ms),
+                "rules": len(group.get("rules") or []),
+                "evaluation_time": group.get("evaluationTime"),
+                "last_evaluation": group.get("lastEvaluation"),
+            }
+        )
+        for rule in group.get("rules") or []:
+            if rule.get("type") != "alerting" or not rule.get("name"):
+                continue
+            labels = rule.get("labels") or {}
+            same = rules.setdefault(rule["name"], [])
+            if any(r["severity"] == severity_of(labels) for r in same):
+                continue  # the same name and severity twice: the first decides
+            same.append(
+                {
+                    "name": rule["name"],
+                    "severity": severity_of(labels),
+                    "group": group.get("name"),
+                    "interval_ms": interval_ms,
+                    "for_ms": round(float(rule.get("duration") or 0) * 1000),
+                    "labels": labels,
+                }
+            )
+    return rules, found
+
+
+def rule_table(rules):
+    """{(name, severity): rule} of {name: rule or [rule, ...]}."""
+    table = {}
+    for name, found in rules.items():
+        for rule in found if isinstance(found, list) else [found]:
+            severity = rule.get("severity") or severity_of(rule.get("labels") or {})
+            table.setdefault((name, severity), rule)
+    return table
+
+
+def paired_names(keys):
+    """The alert names that more than one rule (severity) of `keys` carries."""
+    seen, paired = set(), set()
+    for name, _severity in keys:
+        (paired if name in seen else seen).add(name)
+    return paired
+
+
+def rule_title(name, severity, paired):
+    """How the report names a rule: `Name`, or `Name (critical)` where the name has
+    several rules."""
+    return f"{name} ({severity})" if name in paired else name
+
+
+# --- Restarts of Prometheus ---------------------------------------------------------------
+
+
+def prometheus_restarts(series):
+    """Restarts of Prometheus, from the samples of its own process_start_time_seconds:
+    [(down_ms, up_ms, scrape_ms)], sorted: the last sample of the process that stopped,
+    the first of the one that started, and the spacing of the samples.
+
+    `series` is [(times_ms, values)], one entry per series (instance).
     """
+    found = []
+    for times, values in series:
+        step = _spacing(times) or 0
+        previous = None
+        for moment, value in zip(times, values, strict=True):
+            if previous is not None and value != previous[1]:
+                found.append((previous[0], moment, step))
+            previous = (moment, value)
+    return sorted(found)
+
+
+def _across_restart(last, nxt_first, nxt_active, interval_ms, for_ms, restarts):
+    """Whether the gap between a run that ended at `last` and the next one is a restart:
+    the series fired up to the evaluation before Prometheus went down, and became active
+    again at the first evaluation after it came back."""
+    activated = nxt_active if nxt_active is not None else nxt_first - for_ms
+    for down, up, step in restarts:
+        if (
+            down - GAP_FACTOR * interval_ms <= last < up
+            and down < nxt_first
+            and activated <= up + GAP_FACTOR * (interval_ms + step)
+        ):
+            return True
+    return False
+
+
+def _start_kept(last, nxt_first, nxt_resolved, records):
+    """Whether Alertmanager kept the alert's startsAt across the gap: it notified the
+    next run as firing with a start no later than the previous run's last sample, and
+    sent no resolve of it in between."""
+    for record in records:
+        starts = record.get("starts_ms")
+        if starts is None or starts > last:
+            continue
+        if record.get("status") == "resolved" and last < record["time_ms"] <= nxt_first:
+            return False
+    return any(
+        r.get("status", "firing") == "firing"
+        and r.get("starts_ms") is not None
+        and r["starts_ms"] <= last
+        and nxt_first <= r["time_ms"] < nxt_resolved
+        for r in records
+    )
+
+
+def join_restarts(runs, interval_ms, for_ms, restarts, records):
+    """`runs` of one series (first, last, active_at), those a restart of Prometheus split
+    joined again: [(first, last, active_at, restarts bridged)]."""
+    joined = []
+    for first, last, active in runs:
+        if joined:
+            p_first, p_last, p_active, bridged = joined[-1]
+            if _across_restart(p_last, first, active, interval_ms, for_ms, restarts) or (
+                records and _start_kept(p_last, first, last + interval_ms, records)
+            ):
+                joined[-1] = (p_first, last, p_active, bridged + 1)
+                continue
+        joined.append((first, last, active, 0))
+    return joined
+
+
+def _series_records(relay, labels):
+    """The relay's records of one series (all its labels), or () without the relay."""
+    if not relay:
+        return ()
+    wanted = [(k, v) for k, v in labels.items() if k not in NOT_ALERT_LABELS]
+    return [
+        r
+        for r in relay.get(labels.get("alertname", ""), ())
+        if all(r["labels"].get(k) == v for k, v in wanted)
+    ]
+
+
+def build_intervals(firing, for_state, table, default_interval_ms, restarts=(), relay=None):
+    """{(alertname, severity): [Interval]} from {key: (labels, times)} and {key: (times,
+    values)}.
+
+    `table` maps (name, severity) to the loaded rule; `restarts` are Prometheus' restarts
+    (prometheus_restarts) and `relay` the relay's records by alert name, to join the runs
+    a restart split.
+    """
+    # A name with one rule takes all its series, whatever their severity (a templated
+    # severity label, a rule whose severity changed); a pair's rules take their own.
+    counts = {}
+    for name, severity in table:
+        counts.setdefault(name, []).append((name, severity))
+    single = {name: keys[0] for name, keys in counts.items() if len(keys) == 1}
     by_alert = {}
     for key, (labels, times) in firing.items():
         state_times, state_values = for_state.get(key, ((), ()))
         active_ats = align_active_at(times, state_times, state_values)
-        name = labels.get("alertname", "")
-        interval_ms = interval_of(name) or _spacing(times) or default_interval_ms
-        for first, last, active_at in firing_runs(times, active_ats, interval_ms):
-            by_alert.setdefault(name, []).append(
-                Interval(key, labels, first, last, active_at, interval_ms)
-            )
+        entry = (labels.get("alertname", ""), severity_of(labels))
+        if entry not in table:
+            entry = single.get(entry[0], entry)
+        rule = table.get(entry)
+        interval_ms = (rule or {}).get("interval_ms") or _spacing(times) or default_interval_ms
+        runs = firing_runs(times, active_ats, interval_ms)
+        if len(runs) > 1 and (restarts or relay):
+            records = _series_records(relay, labels)
+            for_ms = (rule or {}).get("for_ms") or 0
+            runs = join_restarts(runs, interval_ms, for_ms, restarts, records)
+        else:
+            runs = [(first, last, active, 0) for first, last, active in runs]
+        intervals = by_alert.setdefault(entry, [])
+        for first, last, active_at, bridged in runs:
+            intervals.append(Interval(key, labels, first, last, active_at, interval_ms, bridged))
     for intervals in by_alert.values():
         intervals.sort(key=lambda iv: (iv.key, iv.first))
     return by_alert
@@ -332,8 +519,12 @@ class ReportBuilder:
 
     # -- per alert ------------------------------------------------------------------
 
-    def alert_stats(self, name, intervals, rule, silences, relay):
-        """The statistics of one alert (all its series) in the period."""
+    def alert_stats(self, entry, intervals, rule, silences, relay, paired=()):
+        """The statistics of one rule, (name, severity), over all its series in the period.
+
+        The relay's records of a name in `paired` (several rules) count for the rule of
+        their severity."""
+        name, severity = entry
         start, end, flap_window = self.start, self.end, self.settings["flap_window_ms"]
         in_period = [iv for iv in intervals if iv.first < end and iv.resolved > start]
         fired = [iv for iv in in_period if iv.first >= start]
@@ -348,21 +539,25 @@ class ReportBuilder:
                 flaps += 1
                 flapped_before.append(previous)
 
-        silenced_ms, acknowledgements = self._silences(in_period, fired, silences, relay)
+        silenced_ms, known_ms, acknowledgements = self._silences(in_period, fired, silences, relay)
         firing_ms = sum(clipped)
         per_series = {}
         for iv, part in zip(in_period, clipped, strict=True):
             per_series[iv.key] = per_series.get(iv.key, 0) + part
         union = merge([(max(iv.first, start), min(iv.resolved, end)) for iv in in_period])
         rule_labels = (rule or {}).get("labels", {})
-        severity = rule_labels.get("severity") or _label(in_period, "severity")
         notifications = None
         if relay is not None:
-            notifications = sum(1 for r in relay.get(name, ()) if start <= r["time_ms"] < end)
+            notifications = sum(
+                1
+                for r in relay.get(name, ())
+                if start <= r["time_ms"] < end
+                and (name not in paired or r["labels"].get("severity", severity) == severity)
+            )
         stats = {
             "name": name,
             "group": (rule or {}).get("group"),
-            "severity": severity or "none",
+            "severity": severity,
             "service": rule_labels.get("service") or _label(in_period, "service"),
             "loaded": rule is not None,
             "for": seconds((rule or {}).get("for_ms")),
@@ -378,9 +573,10 @@ class ReportBuilder:
             "time_to_resolve": duration_summary([iv.resolved - iv.first for iv in resolved]),
             "flaps": flaps,
             "flapping": flaps >= self.settings["flapping_min"],
+            "across_restarts": sum(iv.restarts for iv in in_period),
             "notifications": notifications,
-            "silenced_seconds": seconds(silenced_ms),
-            "silenced_share": share(silenced_ms, firing_ms),
+            "silenced_seconds": seconds(silenced_ms) if known_ms else None,
+            "silenced_share": share(silenced_ms, known_ms),
             "acknowledged": len(acknowledgements),
             "time_to_silence": duration_summary(acknowledgements),
         }
@@ -392,10 +588,17 @@ class ReportBuilder:
         return stats, union, fired
 
     def _silences(self, in_period, fired, silences, relay):
-        """Silenced firing time (ms) and, per firing, the delay from notification to silence."""
-        if not silences:
-            return 0, []
+        """(silenced firing time, firing time where silences are known, and per firing the
+        delay from notification to silence), in ms.
+
+        Alertmanager forgets a silence its retention after it ended: before
+        `silences_known_from_ms` nothing is known, and that firing time is left out.
+        """
         start, end = self.start, self.end
+        known = max(start, self.settings.get("silences_known_from_ms") or start)
+        known_ms = sum(overlap(iv.first, iv.resolved, known, end) for iv in in_period)
+        if not silences:
+            return 0, known_ms, []
         silenced_ms, delays, spans_of = 0, [], {}
         for iv in in_period:
             if iv.key not in spans_of:
@@ -403,41 +606,46 @@ class ReportBuilder:
                 labels.update(self.settings["external_labels"])
                 spans_of[iv.key] = [(s, e) for _id, match, s, e in silences if match(labels)]
             spans = spans_of[iv.key]
-            if not spans:
+            if not spans or iv.resolved <= known:
                 continue
-            silenced_ms += covered(merge(spans), max(iv.first, start), min(iv.resolved, end))
+            silenced_ms += covered(merge(spans), max(iv.first, known), min(iv.resolved, end))
         for iv in fired:
             spans = spans_of.get(iv.key) or []
-            if any(s <= iv.first < e for s, e in spans):
-                continue  # silenced before it fired: nobody was notified
+            if iv.first < known or any(s <= iv.first < e for s, e in spans):
+                continue  # its silences are not known, or silenced before it fired
             notified = _first_notification(iv, relay)
             later = [s for s, _e in spans if notified <= s < min(iv.resolved, end)]
             if later:
                 delays.append(min(later) - notified)
-        return silenced_ms, delays
+        return silenced_ms, known_ms, delays
 
     # -- the whole period --------------------------------------------------------------
 
-    def build(self, rules, firing, for_state, silences, relay, notifications):
-        """The report: per alert, overall, never fired, per day and hour, fatigue, timeline.
+    def build(self, rules, firing, for_state, silences, relay, notifications, restarts=None):
+        """The report: per rule, overall, never fired, per day and hour, fatigue, timeline.
 
         `rules` maps alert names to their loaded rule ({group, interval_ms, for_ms,
-        labels}); `relay` maps alert names to their relay records ({time_ms,
-        labels, status}) or is None without the relay; `notifications` is a list of
-        (t_ms, count) of the overall notifications or None when none are known.
+        labels}), or to a list of them where several rules (a warning/critical pair)
+        share the name; `relay` maps alert names to their relay records ({time_ms,
+        labels, status, starts_ms}) or is None without the relay; `notifications` is a
+        list of (t_ms, count) of the overall notifications or None when none are known;
+        `restarts` are Prometheus' restarts (prometheus_restarts), None when unknown.
         """
-        default_interval = self.settings["default_interval_ms"]
-
-        def interval_of(name):
-            rule = rules.get(name)
-            return rule["interval_ms"] if rule else None
-
-        intervals = build_intervals(firing, for_state, interval_of, default_interval)
+        table = rule_table(rules)
+        intervals = build_intervals(
+            firing,
+            for_state,
+            table,
+            self.settings["default_interval_ms"],
+            restarts or (),
+            relay,
+        )
         silence_list = silence_spans(silences) if silences is not None else []
+        paired = paired_names(set(table) | set(intervals))
         alerts, timeline, firings = [], [], []
-        for name in sorted(intervals):
+        for entry in sorted(intervals):
             stats, union, fired = self.alert_stats(
-                name, intervals[name], rules.get(name), silence_list, relay
+                entry, intervals[entry], table.get(entry), silence_list, relay, paired
             )
             if not union:
                 continue  # only before the period (the look-back)
@@ -445,23 +653,31 @@ class ReportBuilder:
             firings.extend(iv.first for iv in fired)
             timeline.append(self._timeline_row(stats, union))
 
-        fired_names = {a["name"] for a in alerts}
+        fired_keys = {(a["name"], a["severity"]) for a in alerts}
         never = [
-            {"name": n, "group": r["group"], "severity": r["labels"].get("severity", "none")}
-            for n, r in sorted(rules.items())
-            if n not in fired_names
+            {"name": name, "group": rule["group"], "severity": severity}
+            for (name, severity), rule in sorted(table.items())
+            if (name, severity) not in fired_keys
         ]
-        alerts.sort(key=lambda a: (-a["fired"], -(a["notifications"] or 0), a["name"]))
+        alerts.sort(
+            key=lambda a: (-a["fired"], -(a["notifications"] or 0), a["name"], a["severity"])
+        )
         noisy = [a for a in alerts if a["fired"]]
         noisy.sort(
-            key=lambda a: (-a["fired"], -(a["notifications"] or 0), -a["firing_seconds"], a["name"])
+            key=lambda a: (
+                -a["fired"],
+                -(a["notifications"] or 0),
+                -a["firing_seconds"],
+                a["name"],
+                a["severity"],
+            )
         )
         per_day, per_hour = self._buckets(firings, notifications)
         total_notifications = None if notifications is None else sum(c for _t, c in notifications)
         return {
             "empty": not alerts,
             "counts": {
-                "rules": len(rules),
+                "rules": len(table),
                 "alerts_firing": len(alerts),
                 "alerts_fired": sum(1 for a in alerts if a["fired"]),
                 "never_fired": len(never),
@@ -471,7 +687,12 @@ class ReportBuilder:
             },
             "alerts": alerts,
             "top_noisy": [
-                {"name": a["name"], "fired": a["fired"], "notifications": a["notifications"]}
+                {
+                    "name": a["name"],
+                    "severity": a["severity"],
+                    "fired": a["fired"],
+                    "notifications": a["notifications"],
+                }
                 for a in noisy[: self.settings["top"]]
             ],
             "never_fired": never,
@@ -479,7 +700,18 @@ class ReportBuilder:
             "per_hour_of_day": per_hour,
             "fatigue": self._fatigue(notifications),
             "timeline": timeline,
+            "prometheus_restarts": self._restarts(restarts),
         }
+
+    def _restarts(self, restarts):
+        """The restarts of Prometheus in the period, {down, up}; None when not known."""
+        if restarts is None:
+            return None
+        return [
+            {"down": format_ms(down), "up": format_ms(up)}
+            for down, up, _step in restarts
+            if down < self.end and up > self.start
+        ]
 
     def _timeline_row(self, stats, union):
         slot = self.period_ms / TIMELINE_SLOTS
@@ -568,9 +800,21 @@ def _first_notification(iv, relay):
 # --- Suggestions ----------------------------------------------------------------------
 
 
-def for_suggestion(stats, rule_for_ms, in_catalog):
-    """A longer `for` for a flapping alert: just longer than the longest condition that
-    ended in a flap, in whole minutes. None when the alert does not flap."""
+def override_line(name, key, value, twin=False):
+    """The inventory line that sets `key` of alert `name`, or of its critical twin."""
+    if twin:
+        return f"prometheus_alert_overrides: {{{name}: {{critical: {{{key}: {value}}}}}}}"
+    return f"prometheus_alert_overrides: {{{name}: {{{key}: {value}}}}}"
+
+
+def for_suggestion(stats, rule_for_ms, in_catalog, twin=False, paired=()):
+    """A longer `for` for a flapping rule: just longer than the longest condition that
+    ended in a flap, in whole minutes. None when the rule does not flap.
+
+    `twin`: the rule is the critical twin of a catalog alert (its `for` is set through
+    `critical:`); `paired`: the names that have several rules, which the text names
+    with their severity.
+    """
     conditions = stats.get("_flap_condition_ms") or []
     if not stats.get("flapping") or not conditions:
         return None
@@ -580,25 +824,87 @@ def for_suggestion(stats, rule_for_ms, in_catalog):
     proposed_s = max(proposed_s, current_s + 60)
     quiet = sum(1 for c in stats.get("_condition_ms") or [] if c < proposed_s * 1000)
     proposed = format_duration(proposed_s)
-    name = stats["name"]
+    name, severity = stats["name"], stats.get("severity", "none")
+    own_file = f"for: {proposed}  # in the rule's own file"
+    if name in paired:
+        own_file += f", the one with severity {severity}"
     return {
         "alert": name,
+        "severity": severity,
         "kind": "for",
         "current": format_duration(current_s),
         "proposed": proposed,
         "reason": (
-            f"{name} fired again within the flap window {stats['flaps']} times; the conditions "
+            f"{rule_title(name, severity, paired)} fired again within the flap window "
+            f"{stats['flaps']} times; the conditions "
             f"behind those firings held at most {format_duration(math.ceil(longest / 1000))} "
             f"(from pending to resolved). With "
             f"`for: {proposed}` (now {format_duration(current_s)}) {quiet} of its "
             f"{stats['resolved']} resolved firings would not have fired."
         ),
-        "override": (
-            f"prometheus_alert_overrides: {{{name}: {{for: {proposed}}}}}"
-            if in_catalog
-            else f"for: {proposed}  # in the rule's own file"
-        ),
+        "override": override_line(name, "for", proposed, twin) if in_catalog else own_file,
     }
+
+
+def catalog_entry(entries, name, severity):
+    """The catalog's entry for rule (name, severity): the entry of that severity (a
+    warning/critical pair has one each), else the one that names no severity."""
+    found = [e for e in entries if e.get("alert") == name]
+    for entry in found:
+        if entry.get("severity") == severity:
+            return entry
+    return next((e for e in found if not e.get("severity")), None)
+
+
+def for_suggestions(alerts, table, catalog):
+    """A longer `for` for each flapping rule of `alerts` (the report's), changing that rule."""
+    paired = paired_names(set(table) | {(a["name"], a["severity"]) for a in alerts})
+    found = []
+    for stats in alerts:
+        rule = table.get((stats["name"], stats["severity"]))
+        entry = catalog_entry(catalog, stats["name"], stats["severity"])
+        suggestion = for_suggestion(
+            stats,
+            (rule or {}).get("for_ms"),
+            entry is not None,
+            bool((entry or {}).get("twin")),
+            paired,
+        )
+        if suggestion:
+            found.append(suggestion)
+    return found
+
+
+def threshold_candidates(report, table, catalog, busy_share):
+    """The rules that qualify for a threshold suggestion, [(name, severity, why, entry)],
+    and a note for each that qualifies but cannot have one.
+
+    A loaded rule qualifies when its busiest series fired `busy_share` of the period or
+    more (the threshold applies to each series on its own, and twenty series firing now
+    and then cover most of a week between them), or when it never fired; and its catalog
+    entry has a threshold.
+    """
+    paired = paired_names(set(table) | {(a["name"], a["severity"]) for a in report["alerts"]})
+    candidates = {(a["name"], a["severity"]): "never fired" for a in report["never_fired"]}
+    for a in report["alerts"]:
+        if a["loaded"] and (a["busiest_series_share"] or 0) >= busy_share:
+            candidates[(a["name"], a["severity"])] = (
+                f"fired {a['busiest_series_share'] * 100:.1f}% of the time on its busiest series"
+            )
+    found, notes = [], []
+    for (name, severity), why in sorted(candidates.items()):
+        entry = catalog_entry(catalog, name, severity)
+        if entry is None or entry.get("threshold") is None:
+            continue
+        if not entry.get("compared_value") or entry.get("operator") not in ("<", "<=", ">", ">="):
+            reason = entry.get("note") or "its compared value is not known"
+            notes.append(
+                f"{rule_title(name, severity, paired)} {why}, but no threshold can be "
+                f"suggested: {reason}."
+            )
+            continue
+        found.append((name, severity, why, entry))
+    return found, notes, paired
 
 
 def round_outward(value, above):
@@ -621,14 +927,15 @@ QUANTILES_ABOVE = (0.5, 0.95, 0.99)
 QUANTILES_BELOW = (0.5, 0.05, 0.01)
 
 
-def threshold_suggestion(entry, why, series, step_ms):
+def threshold_suggestion(entry, why, series, step_ms, severity=None, paired=()):
     """The distribution of an alert's compared value and the override that would change it.
 
     `series` holds, per series of the compared value, its labels and its quantiles
     over the period ({q: value}), sampled every `step_ms`; the series whose tail is
     worst (highest for `>`, lowest for `<`) decides: the proposed threshold is its
     p99 (p1 for `<`), rounded outward to three significant digits, which that series
-    passed in 1% of the samples. None when no series has the quantiles.
+    passed in 1% of the samples. None when no series has the quantiles. The override
+    changes the rule of `severity` (the critical twin's through `critical:`).
     """
     name, operator, threshold = entry["alert"], entry["operator"], entry["threshold"]
     above = operator in (">", ">=")
@@ -637,14 +944,19 @@ def threshold_suggestion(entry, why, series, step_ms):
     if not usable:
         return None
     tail = quantiles[-1]
+    # Of series with the same tail, the first by labels: the same choice every run
+    # (Prometheus does not answer a subquery's series in a fixed order).
+    usable.sort(key=lambda s: sorted(s["labels"].items()))
     usable.sort(key=lambda s: s["quantiles"][tail], reverse=above)
     worst = usable[0]
     proposed = round_outward(worst["quantiles"][tail], above)
     labels = ", ".join(f'{k}="{v}"' for k, v in sorted(worst["labels"].items()))
     figures = ", ".join(f"{_qname(q)} {worst['quantiles'][q]:g}" for q in quantiles)
     every = format_duration(step_ms / 1000)
+    severity = severity or entry.get("severity") or "none"
     return {
         "alert": name,
+        "severity": severity,
         "kind": "threshold",
         "operator": operator,
         "threshold": threshold,
@@ -656,14 +968,15 @@ def threshold_suggestion(entry, why, series, step_ms):
         "sampled_every": every,
         "proposed": proposed,
         "reason": (
-            f"{name} {why}; it fires when its value {operator} {threshold:g}. Over the period, "
+            f"{rule_title(name, severity, paired)} {why}; it fires when its value {operator} "
+            f"{threshold:g}. Over the period, "
             f"the {'highest' if above else 'lowest'} of its {len(usable)} series "
             f"({labels or 'no labels'}), sampled every {every}, had {figures}: a threshold "
             f"of {proposed} is "
             f"{'exceeded' if above else 'undercut'} by that series in about 1% of the "
             "samples."
         ),
-        "override": f"prometheus_alert_overrides: {{{name}: {{threshold: {proposed}}}}}",
+        "override": override_line(name, "threshold", proposed, entry.get("twin", False)),
     }
 
 
@@ -675,6 +988,42 @@ def _qname(q):
     return f"p{round(q * 100):d}"
 
 
+# --- Silences Alertmanager still keeps ------------------------------------------------
+
+
+def stamp(milliseconds):
+    """A time for a sentence: 2025-06-01 18:00:00Z."""
+    return datetime.fromtimestamp(milliseconds / 1000.0, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def silence_coverage(start_ms, now_ms, retention_ms, retention, source):
+    """(from when on silences are known in ms, None for the whole period; the report's
+    `silences` section).
+
+    Alertmanager forgets a silence its --data.retention (`retention`, in ms
+    `retention_ms`) after the silence ended: from now minus that on (to the next whole
+    second), every silence is known; before it, one that ended then is not. When that is
+    after the period's start, the firing time before it is left out of the silenced
+    figures (ReportBuilder, `silences_known_from_ms`) and the note says so.
+    """
+    cutoff = -((retention_ms - now_ms) // 1000) * 1000
+    known_from = cutoff if source and cutoff > start_ms else None
+    return known_from, {
+        "source": source or None,
+        "retention": retention,
+        "known_from": None if known_from is None else format_ms(known_from),
+        "complete": bool(source) and known_from is None,
+        "note": None
+        if known_from is None
+        else (
+            f"Silences before {stamp(known_from)} are unknown: Alertmanager keeps a silence "
+            f"only {retention} after it ended (its --data.retention, the inventory's "
+            "alertmanager_data_retention), so the silenced figures count only the firing "
+            "time from then on."
+        ),
+    }
+
+
 # --- The relay's history --------------------------------------------------------------
 
 _RELAY_LISTS = ("history", "notifications", "records", "items", "data")
@@ -682,8 +1031,8 @@ _RELAY_TIMES = ("received_at", "receivedAt", "received", "time", "timestamp", "d
 
 
 def relay_records(document, parse_time):
-    """The relay's history as [{name, time_ms, labels, status, receiver}], or None when the
-    document holds no list of notifications.
+    """The relay's history as [{name, time_ms, labels, status, receiver, starts_ms}], or None
+    when the document holds no list of notifications.
 
     The relay answers {"notifications": [...], "next": id} (inside Prometheus' envelope),
     each notification with its receiver, receivedAt and the alerts it carried: one record
@@ -706,20 +1055,25 @@ def relay_records(document, parse_time):
         time_ms = _relay_time(moment, parse_time)
         alerts = item.get("alerts") if isinstance(item.get("alerts"), list) else [item]
         for alert in alerts:
-            record = _relay_record(alert, item, time_ms) if isinstance(alert, dict) else None
+            record = (
+                _relay_record(alert, item, time_ms, parse_time) if isinstance(alert, dict) else None
+            )
             if record:
                 records.append(record)
     return records
 
 
-def _relay_record(alert, notification, time_ms):
+def _relay_record(alert, notification, time_ms, parse_time):
     labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
     name = alert.get("alertname") or alert.get("alert_name") or labels.get("alertname")
     if not name or time_ms is None:
         return None
+    starts = alert.get("startsAt") or alert.get("starts_at")
     return {
         "name": str(name),
         "time_ms": time_ms,
+        # When Alertmanager says the alert started: kept across a restart of Prometheus.
+        "starts_ms": _relay_time(starts, parse_time) if starts else None,
         "labels": {str(k): str(v) for k, v in labels.items()} or {"alertname": str(name)},
         "status": str(alert.get("status") or notification.get("status") or "firing").lower(),
         "receiver": notification.get("receiver"),

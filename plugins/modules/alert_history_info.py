@@ -11,7 +11,8 @@ description:
     Alertmanager's silences (C(/api/v2/silences)), the notification counters Prometheus
     scraped from Alertmanager, and, when I(relay_url) answers, the alert relay's history
     (C(GET /api/v1/history?since=&until=)).
-  - Returns per alert the times it fired, total and median time firing, time to resolve
+  - Returns per alerting rule (an alert name and its severity - a warning/critical pair
+    of one name is two rules) the times it fired, total and median time firing, time to resolve
     (mean, median, p90), flaps, notifications (from the relay), share of its firing time
     that was silenced, and the time from its first notification to a silence, which stands
     in for an acknowledgement (Alertmanager has none); overall the alerts and notifications
@@ -20,6 +21,9 @@ description:
     a longer C(for) for an alert that flaps, and for an alert of the catalog with a
     C(threshold) that fired a large share of the time or never, the distribution of the
     value its threshold is compared with and the override line that would change it.
+  - A restart of Prometheus is not a resolve - a firing that went on across one (told by
+    Prometheus' own C(process_start_time_seconds) of job C(prometheus), or by Alertmanager
+    keeping the alert's C(startsAt) in the relay's history) counts as one firing.
   - The statistics are computed here, on the monitoring host, in pure Python; the
     exact definitions are in the project's C(docs/report.md).
   - Reads only; check mode returns the same.
@@ -29,6 +33,15 @@ options:
       - Base URL of Alertmanager, for its silences. Without it, nothing is known to be
         silenced. It is called with the same credentials and TLS options as I(url).
     type: str
+  alertmanager_retention:
+    description:
+      - How long that Alertmanager keeps a silence after it ended (its C(--data.retention),
+        a Prometheus duration). When the period starts before now minus this, the silences
+        before then are unknown - the report says so, and its silenced figures count only
+        the firing time from then on. C(120h) is Alertmanager's own default; the
+        playbook passes the inventory's C(alertmanager_data_retention).
+    type: str
+    default: 120h
   relay_url:
     description:
       - Base URL of the alert relay, whose history gives the notifications per alert and
@@ -112,6 +125,17 @@ options:
       note:
         description: Why no compared value could be derived, when it could not.
         type: str
+      severity:
+        description: >-
+          The severity of the rule this entry is for, where the alert is a warning/critical
+          pair (two rules of one name); an entry without one is for every rule of the name.
+        type: str
+      twin:
+        description: >-
+          This entry is the critical twin of a catalog alert: its overrides go under
+          C(critical:).
+        type: bool
+        default: false
   external_labels:
     description: >-
       Labels Prometheus adds to the alerts it sends (C(prometheus_external_labels)), which
@@ -140,6 +164,7 @@ EXAMPLES = r"""
   prometheus_alerting.stack.alert_history_info:
     url: http://127.0.0.1:9090
     alertmanager_url: http://127.0.0.1:9093
+    alertmanager_retention: 720h
     period: 7d
   register: history
 
@@ -184,30 +209,55 @@ report:
     empty:
       description: True when no alert fired at any time in the period.
       type: bool
+    silences:
+      description: >-
+        What is known of the silences: C(source) (the Alertmanager URL, null without one),
+        C(retention) (I(alertmanager_retention)), C(complete) (true when Alertmanager still
+        keeps every silence of the period), C(known_from) (null, or the time before which
+        silences are unknown; the silenced figures count only the firing time from then
+        on) and C(note) (the sentence that says so, null when complete).
+      type: dict
+      sample: {source: "http://127.0.0.1:9093", retention: 120h, complete: false,
+               known_from: "2025-06-03T00:00:00.000Z",
+               note: "Silences before 2025-06-03 00:00:00Z are unknown: ..."}
+    prometheus_restarts:
+      description: >-
+        The restarts of Prometheus in the period, each C(down) (its last sample before) and
+        C(up) (its first after), from its own C(process_start_time_seconds); null when it
+        does not scrape itself.
+      type: list
+      elements: dict
     counts:
       description: >-
-        Loaded alerting rules, alerts that were firing at some time, alerts that fired,
-        alerts that never fired, firings, flaps and notifications in the period.
+        Loaded alerting rules (a warning/critical pair counts two), rules that were firing
+        at some time, rules that fired, rules that never fired, firings, flaps and
+        notifications in the period.
       type: dict
       sample: {rules: 41, alerts_firing: 9, alerts_fired: 8, never_fired: 32, firings: 57,
                flaps: 6, notifications: 140}
     alerts:
       description: >-
-        Per alert that was firing in the period, noisiest first: C(fired) (firings that
-        started in it), C(firing_seconds), C(firing_share) (of the period, on any series),
+        Per alerting rule that was firing in the period, noisiest first: C(name) and
+        C(severity) (a warning/critical pair is two entries of one name), C(fired) (firings
+        that started in it), C(firing_seconds), C(firing_share) (of the period, on any series),
         C(busiest_series_share) (of the period, on its busiest series),
         C(median_firing_seconds), C(time_to_resolve) (C(count), C(mean), C(median),
-        C(p90)), C(flaps), C(flapping), C(notifications) (null without the relay),
-        C(silenced_share) (of its firing time), C(acknowledged) and C(time_to_silence)
-        (C(count), C(mean), C(median), C(p90)).
+        C(p90)), C(flaps), C(flapping), C(across_restarts) (gaps of a Prometheus restart its
+        firings went on across), C(notifications) (null without the relay),
+        C(silenced_seconds) and C(silenced_share) (of its firing time where silences are
+        known; null where none is), C(acknowledged) and C(time_to_silence) (C(count),
+        C(mean), C(median), C(p90)).
       type: list
       elements: dict
     top_noisy:
-      description: The alerts that fired most (C(name), C(fired), C(notifications)).
+      description: >-
+        The rules that fired most (C(name), C(severity), C(fired), C(notifications)).
       type: list
       elements: dict
     never_fired:
-      description: Loaded alerting rules that did not fire at any time in the period.
+      description: >-
+        Loaded alerting rules (C(name), C(group), C(severity)) that did not fire at any time
+        in the period.
       type: list
       elements: dict
     per_day:
@@ -237,8 +287,10 @@ report:
       elements: dict
     suggestions:
       description: >-
-        C(kind) C(for) or C(threshold), the C(alert), a C(reason) and the C(override) line;
-        threshold suggestions also hold C(quantiles), C(threshold) and C(proposed).
+        C(kind) C(for) or C(threshold), the C(alert) and C(severity) of the rule it changes, a
+        C(reason) and the C(override) line (the critical twin of a catalog alert through
+        C(critical:)); threshold suggestions also hold C(quantiles), C(threshold) and
+        C(proposed).
       type: list
       elements: dict
     suggestion_notes:
@@ -247,12 +299,14 @@ report:
       elements: str
     timeline:
       description: >-
-        Per alert, its C(severity) and C(bars), the intervals in which any of its series
-        fired, as [from, to] seconds after the period's start.
+        Per rule, its C(name), C(severity) and C(bars), the intervals in which any of its
+        series fired, as [from, to] seconds after the period's start.
       type: list
       elements: dict
     notes:
-      description: What the reader should know about the sources (relay, counters, silences).
+      description: >-
+        What the reader should know about the sources (relay, counters, silences,
+        restarts of Prometheus).
       type: list
       elements: str
 """
@@ -266,15 +320,22 @@ from ansible_collections.prometheus_alerting.stack.plugins.module_utils.alert_hi
     QUANTILES_ABOVE,
     QUANTILES_BELOW,
     ReportBuilder,
+    active_times_ms,
+    alerting_rules,
     counter_increments,
-    for_suggestion,
+    for_suggestions,
     format_duration,
     format_ms,
     parse_matrix,
     percentile,
+    prometheus_restarts,
     relay_records,
+    rule_table,
+    rule_title,
     seconds,
     series_key,
+    silence_coverage,
+    threshold_candidates,
     threshold_suggestion,
     to_ms,
 )
@@ -291,6 +352,7 @@ from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api
 SECTIONS = ["alerts", "notifications", "rule_groups"]
 ARGUMENT_SPEC = http_api_argument_spec(
     alertmanager_url={"type": "str"},
+    alertmanager_retention={"type": "str", "default": "120h"},
     relay_url={"type": "str"},
     relay_bearer_token={"type": "str", "no_log": True},
     period={"type": "str", "default": "7d"},
@@ -313,6 +375,8 @@ ARGUMENT_SPEC = http_api_argument_spec(
             "operator": {"type": "str", "choices": [">", ">=", "<", "<=", "==", "!="]},
             "compared_value": {"type": "str"},
             "note": {"type": "str"},
+            "severity": {"type": "str"},
+            "twin": {"type": "bool", "default": False},
         },
     },
     external_labels={"type": "dict", "default": {}},
@@ -331,6 +395,11 @@ DEFAULT_INTERVAL_MS = 60 * 1000
 # The relay's history is read this many notifications a page, at most this many pages.
 RELAY_PAGE = 10000
 RELAY_PAGES = 100
+# Prometheus scrapes itself as job `prometheus` (the roles' prometheus_exporter_jobs):
+# its own process_start_time_seconds tells when it restarted. Read from this far
+# before the alert history, so that a restart near its start is seen whole.
+PROMETHEUS_STARTS = 'process_start_time_seconds{job="prometheus"}'
+RESTART_LOOKBACK_MS = 3600 * 1000
 NOTIFICATIONS_ATTEMPTED = "alertmanager_notifications_total"
 NOTIFICATIONS_FAILED = "alertmanager_notifications_failed_total"
 
@@ -390,34 +459,24 @@ class HistoryReader:
     # -- Prometheus ---------------------------------------------------------------
 
     def rules(self):
-        """(alerting rules by name, rule groups) from /api/v1/rules."""
+        """(alerting rules by name, each a list of one rule per severity; rule groups)."""
         try:
             data = self.prometheus.get_json("/api/v1/rules")
         except ApiError as err:
             raise ReportError(_prometheus_failure(err)) from None
-        rules, groups = {}, []
-        for group in data.get("groups") or []:
-            interval_ms = round(float(group.get("interval") or 60) * 1000)
-            groups.append(
-                {
-                    "name": group.get("name"),
-                    "file": group.get("file"),
-                    "interval": seconds(interval_ms),
-                    "rules": len(group.get("rules") or []),
-                    "evaluation_time": group.get("evaluationTime"),
-                    "last_evaluation": group.get("lastEvaluation"),
-                }
-            )
-            for rule in group.get("rules") or []:
-                if rule.get("type") != "alerting" or rule.get("name") in rules:
-                    continue
-                rules[rule["name"]] = {
-                    "group": group.get("name"),
-                    "interval_ms": interval_ms,
-                    "for_ms": round(float(rule.get("duration") or 0) * 1000),
-                    "labels": rule.get("labels") or {},
-                }
-        return rules, groups
+        return alerting_rules(data.get("groups"))
+
+    def restarts(self, start_ms, end_ms, instance):
+        """Prometheus' restarts (prometheus_restarts) from its own series, this instance's
+        where one carries it; None when it has none (it does not scrape itself).
+
+        One request: a series or two, and every request costs the client a TLS context.
+        """
+        window = f"[{end_ms - start_ms + RESTART_LOOKBACK_MS - 1}ms]"
+        found = self.matrix(PROMETHEUS_STARTS + window, end_ms)
+        mine = [entry for entry in found if entry[0].get("instance") == instance]
+        series = [(times, list(map(float, texts))) for _l, times, texts in (mine or found)]
+        return prometheus_restarts(series) if series else None
 
     def query(self, promql, at_ms):
         try:
@@ -428,7 +487,10 @@ class HistoryReader:
             raise ReportError(_prometheus_failure(err)) from None
 
     def raw(self, selector, start_ms, end_ms, values=True):
-        """Every sample of `selector` in (start, end]: {key: (labels, times_ms, values)}."""
+        """Every sample of `selector` in (start, end]: {key: (labels, times_ms, values)}.
+
+        `values`: True for numbers, "text" for the text Prometheus wrote, False for none.
+        """
         chunk_ms = max(CHUNK_MIN_MS, min(CHUNK_MAX_MS, math.ceil((end_ms - start_ms) / WORKERS)))
         bounds = []
         low = start_ms
@@ -447,7 +509,9 @@ class HistoryReader:
                 if entry is None:
                     entry = found[key] = (labels, [], [] if values else None)
                 entry[1].extend(times)
-                if values:
+                if values == "text":
+                    entry[2].extend(texts)
+                elif values:
                     entry[2].extend(map(float, texts))
         return found
 
@@ -665,51 +729,34 @@ def _combine(values, field, how):
 
 
 def suggestions(reader, report, rules, catalog, settings):
-    """Suggestions for flapping, busy and never-firing alerts, and notes where none can be."""
-    entries = {entry["alert"]: entry for entry in catalog}
-    found, notes = [], []
-    for stats in report["alerts"]:
-        rule = rules.get(stats["name"])
-        suggestion = for_suggestion(stats, (rule or {}).get("for_ms"), stats["name"] in entries)
-        if suggestion:
-            found.append(suggestion)
-
-    # Busy by its busiest series: the threshold applies to each series on its own, and
-    # twenty series firing now and then cover most of a week between them.
-    busy = {
-        a["name"]: f"fired {a['busiest_series_share'] * 100:.1f}% of the time on its busiest series"
-        for a in report["alerts"]
-        if a["loaded"] and (a["busiest_series_share"] or 0) >= settings["busy_share"]
-    }
-    never = {a["name"]: "never fired" for a in report["never_fired"]}
-    candidates = {**never, **busy}
-    jobs = []
-    for name, why in sorted(candidates.items()):
-        entry = entries.get(name)
-        if entry is None or entry.get("threshold") is None:
-            continue
-        if not entry.get("compared_value") or entry.get("operator") not in ("<", "<=", ">", ">="):
-            reason = entry.get("note") or "its compared value is not known"
-            notes.append(f"{name} {why}, but no threshold can be suggested: {reason}.")
-            continue
+    """Suggestions for flapping, busy and never-firing rules, and notes where none can be."""
+    table = rule_table(rules)
+    found = for_suggestions(report["alerts"], table, catalog)
+    candidates, notes, paired = threshold_candidates(report, table, catalog, settings["busy_share"])
+    # One read per compared value: the two rules of a pair compare the same one.
+    jobs, reads = [], {}
+    for name, severity, why, entry in candidates:
         quantiles = QUANTILES_ABOVE if entry["operator"] in (">", ">=") else QUANTILES_BELOW
         step_ms = distribution_step(
-            rules[name]["interval_ms"], reader.period, settings["distribution_points"]
+            table[(name, severity)]["interval_ms"], reader.period, settings["distribution_points"]
         )
-        future = reader.pool.submit(
-            _quantiles_or_error, reader, entry["compared_value"], quantiles, step_ms
-        )
-        jobs.append((name, why, entry, step_ms, future))
-    for name, why, entry, step_ms, future in jobs:
+        read = (entry["compared_value"], quantiles, step_ms)
+        if read not in reads:
+            reads[read] = reader.pool.submit(_quantiles_or_error, reader, *read)
+        jobs.append((name, severity, why, entry, step_ms, reads[read]))
+    for name, severity, why, entry, step_ms, future in jobs:
         series, error = future.result()
-        suggestion = threshold_suggestion(entry, why, series, step_ms) if series else None
+        suggestion = (
+            threshold_suggestion(entry, why, series, step_ms, severity, paired) if series else None
+        )
+        title = rule_title(name, severity, paired)
         if suggestion:
             found.append(suggestion)
         elif error:
-            notes.append(f"{name} {why}, but its compared value could not be read: {error}.")
+            notes.append(f"{title} {why}, but its compared value could not be read: {error}.")
         else:
             notes.append(
-                f"{name} {why}, but its compared value ({entry['compared_value']}) has no "
+                f"{title} {why}, but its compared value ({entry['compared_value']}) has no "
                 "samples in the period: no threshold can be suggested."
             )
     if not jobs and not notes:
@@ -820,23 +867,66 @@ def read_notification_sources(reader, sections, lookback_ms, report):
     return by_alert, overall, notifications
 
 
-def read_alert_history(reader, parts, lookback_ms):
-    """(firing samples by series, ALERTS_FOR_STATE samples by series, silences)."""
+def read_alert_history(reader, parts, lookback_ms, instance):
+    """(firing samples by series, ALERTS_FOR_STATE samples by series, silences, Prometheus'
+    restarts or None when unknown).
+
+    When a restart of Prometheus began before the look-back and ended in it, the history
+    from before it is read too, so that a firing it interrupted is seen whole.
+    """
     period = reader.period
     query_start = period.start_ms - lookback_ms
     firing_part = parts.submit(
         reader.raw, 'ALERTS{alertstate="firing"}', query_start, period.end_ms, False
     )
-    state_part = parts.submit(reader.raw, "ALERTS_FOR_STATE", query_start, period.end_ms)
+    state_part = parts.submit(reader.raw, "ALERTS_FOR_STATE", query_start, period.end_ms, "text")
+    restarts_part = parts.submit(reader.restarts, query_start, period.end_ms, instance)
     silences = reader.silences()
     state = state_part.result()
     firing = {key: (labels, times) for key, (labels, times, _v) in firing_part.result().items()}
+    restarts = restarts_part.result()
+    earlier = [d for d, u, _s in restarts or () if d < query_start < u + lookback_ms]
+    if earlier:
+        before = min(earlier) - lookback_ms
+        selector = 'ALERTS{alertstate="firing"}'
+        for key, (labels, times, _v) in reader.raw(selector, before, query_start, False).items():
+            firing[key] = (labels, times + firing.get(key, (labels, []))[1])
+        for key, (labels, times, values) in reader.raw(
+            "ALERTS_FOR_STATE", before, query_start, "text"
+        ).items():
+            later = state.get(key, (labels, [], []))
+            state[key] = (labels, times + later[1], values + later[2])
     # ALERTS_FOR_STATE's value is the time the alert became active, in seconds.
     for_state = {
-        key: (times, [round(v * 1000) for v in values])
-        for key, (_l, times, values) in state.items()
+        key: (times, active_times_ms(values)) for key, (_l, times, values) in state.items()
     }
-    return firing, for_state, silences
+    return firing, for_state, silences, restarts
+
+
+def _notes(report, sections, silences, restarts):
+    """What the reader should know about silences, acknowledgements and restarts."""
+    notes = report["notes"]
+    if "alerts" not in sections:
+        return
+    if silences is not None:
+        notes.append(
+            report["silences"]["note"]
+            or "Silenced shares use every silence Alertmanager still keeps: an expired one "
+            f"for its retention ({report['silences']['retention']}) after it ended, which "
+            "covers the period."
+        )
+    else:
+        notes.append("No Alertmanager URL given: nothing counts as silenced.")
+    notes.append(
+        "Alertmanager has no acknowledgements: the time from the first notification to "
+        "a silence that covers the alert stands in for the time to acknowledge."
+    )
+    if restarts is None:
+        notes.append(
+            "Prometheus does not scrape itself (no process_start_time_seconds of job "
+            "prometheus in the period): a restart of Prometheus cannot be told from a resolve, "
+            "but where the relay shows that Alertmanager kept the alert's start."
+        )
 
 
 def build_report(params, now=None):
@@ -847,12 +937,21 @@ def build_report(params, now=None):
     settings = _settings(params)
     sections = set(params["sections"])
     report = _frame(params, period, now, zone)
+    known_from, report["silences"] = silence_coverage(
+        period.start_ms,
+        to_ms(now),
+        _duration_ms(params, "alertmanager_retention"),
+        params["alertmanager_retention"],
+        params["alertmanager_url"],
+    )
+    settings["silences_known_from_ms"] = known_from
     # Requests run in one pool, the parts of the report that wait for them in another,
     # so that no worker waits for work queued behind it.
-    with ThreadPoolExecutor(WORKERS) as requests, ThreadPoolExecutor(4) as parts:
+    with ThreadPoolExecutor(WORKERS) as requests, ThreadPoolExecutor(5) as parts:
         reader = HistoryReader(params, period, requests)
         rules, groups = reader.rules()
-        max_interval = max([r["interval_ms"] for r in rules.values()] or [DEFAULT_INTERVAL_MS])
+        intervals = [r["interval_ms"] for same in rules.values() for r in same]
+        max_interval = max(intervals or [DEFAULT_INTERVAL_MS])
         settings["default_interval_ms"] = max_interval
         # Far enough back to see whether a firing began before the period, and the
         # resolve before a flap at its start.
@@ -864,9 +963,11 @@ def build_report(params, now=None):
         timings = None
         if "rule_groups" in sections:
             timings = parts.submit(read_rule_groups, reader, groups, period, params["instance"])
-        firing, for_state, silences = {}, {}, None
+        firing, for_state, silences, restarts = {}, {}, None, None
         if "alerts" in sections:
-            firing, for_state, silences = read_alert_history(reader, parts, lookback_ms)
+            firing, for_state, silences, restarts = read_alert_history(
+                reader, parts, lookback_ms, params["instance"]
+            )
         relay, overall, notifications = None, None, {"source": "none", "total": None}
         if sources is not None:
             relay, overall, notifications = sources.result()
@@ -874,22 +975,17 @@ def build_report(params, now=None):
         builder = ReportBuilder(period.start_ms, period.end_ms, zone, settings)
         report.update(
             builder.build(
-                rules if "alerts" in sections else {}, firing, for_state, silences, relay, overall
+                rules if "alerts" in sections else {},
+                firing,
+                for_state,
+                silences,
+                relay,
+                overall,
+                restarts,
             )
         )
         report["notifications"] = notifications
-        if silences is not None:
-            report["notes"].append(
-                "Silenced shares use every silence Alertmanager still keeps: expired ones only "
-                "for its retention (--data.retention, 120h by default)."
-            )
-        elif "alerts" in sections:
-            report["notes"].append("No Alertmanager URL given: nothing counts as silenced.")
-        if "alerts" in sections:
-            report["notes"].append(
-                "Alertmanager has no acknowledgements: the time from the first notification to "
-                "a silence that covers the alert stands in for the time to acknowledge."
-            )
+        _notes(report, sections, silences, restarts)
         found, notes = [], []
         if "alerts" in sections:
             found, notes = suggestions(reader, report, rules, params["catalog"], settings)

@@ -9,17 +9,24 @@ description:
   - Compares what the running service has loaded with the files on disk, and lists every
     difference. A service whose running configuration is not the one on disk is a silent
     failure, as every rollout reports no change and the next restart changes its behaviour.
-  - For both services, the differences are a reload that a run left owed (the
-    I(reload_marker) of C(staged_config) is still there), a last reload that failed, and files
-    modified after the last successful reload.
+  - Drift is about content, never about modification times alone. For both services, the
+    differences are a reload that a run left owed (the I(reload_marker) of C(staged_config) is
+    still there), a last reload that failed, and the content on disk that is not what the
+    service loaded; files among those that were modified after the last successful reload are
+    named too. A file whose modification time moved without a change of content (C(touch), a
+    backup tool, a restore of the same file) is no difference.
   - For Prometheus, the loaded rule groups (C(/api/v1/rules)) against the rule files that
     C(prometheus.yml) names, group by group and rule by rule (name, expression, C(for),
-    labels, annotations, interval). Expressions are compared as Prometheus parses them
-    (C(/api/v1/format_query)), so formatting alone is no difference.
+    labels, annotations, interval), and the loaded configuration (C(/api/v1/status/config))
+    against C(prometheus.yml), setting by setting. Expressions are compared as Prometheus
+    parses them (C(/api/v1/format_query)), so formatting alone is no difference.
   - For Alertmanager, the hash of the loaded configuration (C(alertmanager_config_hash))
     against the file, and the loaded configuration (C(/api/v2/status)) against the file,
-    setting by setting, so that the difference can be named (values Alertmanager hides as
-    C(<secret>) are never compared nor shown).
+    setting by setting, so that the difference can be named (values either service hides as
+    C(<secret>) are never compared nor shown). As Alertmanager does not show the notification
+    templates it loaded, a template modified after the last successful reload is a
+    difference unless its content is the one recorded in I(reload_record) when the roles
+    last reloaded Alertmanager.
   - The host only gathers (files, metrics, the APIs' answers); the comparison is made on the
     controller by the action plugin of the same name, which returns only the differences, so
     that no file's content reaches Ansible's output. The host needs no YAML library.
@@ -44,6 +51,13 @@ options:
     default: []
   reload_marker:
     description: The I(reload_marker) C(staged_config) and C(config_reload) keep for the service.
+    type: path
+  reload_record:
+    description:
+      - The SHA-256 checksums of the files the service loaded, as the roles' reload handlers
+        record them after a confirmed reload (C(sha256sum) output, paths relative to the
+        directory of I(config_file)). Without it, or for a file it does not list, a file
+        Alertmanager cannot show (a template) modified after the last reload is a difference.
     type: path
   format:
     description:
@@ -73,6 +87,7 @@ EXAMPLES = r"""
     service: alertmanager
     url: http://127.0.0.1:9093
     config_file: /etc/alertmanager/alertmanager.yml
+    reload_record: /var/lib/prometheus-alerting/reloaded/prometheus-alertmanager
   become: true
   register: alertmanager_drift
 """
@@ -136,7 +151,7 @@ METRICS = {
 
 
 def read_files(config_file, patterns):
-    """{path: {mtime, text, md5}} of the config file and the files matching `patterns`."""
+    """{path: {mtime, text, md5, sha256}} of the config file and the files matching `patterns`."""
     directory = os.path.dirname(config_file)
     paths = {config_file}
     for pattern in patterns:
@@ -151,15 +166,17 @@ def read_files(config_file, patterns):
                 "mtime": os.fstat(handle.fileno()).st_mtime,
                 "text": data.decode("utf-8", "replace"),
                 "md5": hashlib.md5(data).hexdigest(),  # as Alertmanager's config hash
+                "sha256": hashlib.sha256(data).hexdigest(),  # as the reload record
             }
     return files
 
 
 def loaded_state(api, service):
-    """What the running service has loaded: its rule groups, or its configuration."""
+    """What the running service has loaded: its configuration, and Prometheus' rule groups."""
     if service == "prometheus":
         groups = api.get_json("/api/v1/rules")["groups"]
         return {
+            "config": (api.get_json("/api/v1/status/config") or {}).get("yaml", ""),
             "rule_groups": [
                 {
                     "name": group["name"],
@@ -170,10 +187,23 @@ def loaded_state(api, service):
                     ],
                 }
                 for group in groups
-            ]
+            ],
         }
     status = api.get_json("/api/v2/status")
     return {"config": (status.get("config") or {}).get("original", "")}
+
+
+def read_record(path, directory):
+    """{absolute path: sha256} of a reload record (`sha256sum` output); None without one."""
+    if not path or not os.path.isfile(path):
+        return None
+    record = {}
+    with open(path, errors="replace") as handle:
+        for line in handle:
+            checksum, _sep, name = line.rstrip("\n").partition("  ")
+            if len(checksum) == 64 and name:
+                record[os.path.normpath(os.path.join(directory, name.lstrip("*")))] = checksum
+    return record
 
 
 def format_expressions(api, expressions):
@@ -194,6 +224,7 @@ def main():
         config_file={"type": "path", "required": True},
         read={"type": "list", "elements": "str", "default": []},
         reload_marker={"type": "path"},
+        reload_record={"type": "path"},
         format={"type": "list", "elements": "str"},
     )
     module = AnsibleModule(
@@ -220,6 +251,7 @@ def main():
         metrics=metrics,
         loaded=loaded,
         marker=marker,
+        record=read_record(params["reload_record"], os.path.dirname(params["config_file"])),
     )
 
 

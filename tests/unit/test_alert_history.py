@@ -36,7 +36,7 @@ def series(name, times, **labels):
 
 
 def build(firing, for_state=None, rules=None, silences=None, relay=None, notifications=None,
-          start=0, end=HOUR, settings=None):  # fmt: skip
+          start=0, end=HOUR, settings=None, restarts=None):  # fmt: skip
     builder = ah.ReportBuilder(start, end, UTC, {**SETTINGS, **(settings or {})})
     return builder.build(
         {"A": RULE} if rules is None else rules,
@@ -45,6 +45,7 @@ def build(firing, for_state=None, rules=None, silences=None, relay=None, notific
         silences,
         relay,
         notifications,
+        restarts,
     )
 
 
@@ -181,6 +182,206 @@ def test_a_rule_no_longer_loaded_uses_the_spacing_of_its_samples():
     assert (alert["loaded"], alert["group"], alert["firing_seconds"]) == (False, None, 90.0)
 
 
+# --- Restarts of Prometheus ------------------------------------------------------------------
+
+# Prometheus stops after its sample at 10m (the last of the old process) and is back
+# with its first sample at 12m; it scrapes itself every 15 s.
+RESTART = [(10 * MIN, 12 * MIN, STEP)]
+
+
+def restarted(name, last, active_after, labels=None, for_ms=MIN):
+    """A series firing from 0 (active since -1m) to `last`, and again from the moment it
+    became active after the restart plus the rule's `for`, to the end of the hour."""
+    labels = {"alertname": name, **(labels or {})}
+    before = samples(0, last)
+    after = samples(active_after + for_ms, HOUR + 5 * MIN)
+    times = before + after
+    active = [-MIN] * len(before) + [active_after] * len(after)
+    key = ah.series_key(labels)
+    return {key: ({**labels, "alertstate": "firing"}, times)}, {key: (times, active)}
+
+
+def test_prometheus_restarts_are_the_changes_of_its_own_start_time():
+    times = [0, STEP, 2 * STEP, 10 * STEP, 11 * STEP, 20 * STEP]
+    values = [100.0, 100.0, 100.0, 1000.5, 1000.5, 2000.0]
+
+    assert ah.prometheus_restarts([(times, values)]) == [
+        (2 * STEP, 10 * STEP, STEP),
+        (11 * STEP, 20 * STEP, STEP),
+    ]
+    assert ah.prometheus_restarts([([0, STEP], [1.0, 1.0])]) == []
+
+
+def test_a_restart_of_prometheus_is_not_a_resolve():
+    # Firing up to the evaluation before Prometheus stopped, active again at the first
+    # evaluation after it came back (10 s after its first scrape): one firing.
+    firing, for_state = restarted("A", 10 * MIN, 12 * MIN + 10 * S)
+
+    joined = build(firing, for_state, restarts=RESTART)["alerts"][0]
+    unknown = build(firing, for_state, restarts=None)["alerts"][0]
+
+    assert (joined["fired"], joined["flaps"], joined["resolved"]) == (1, 0, 0)
+    assert (joined["across_restarts"], joined["firing_at_end"]) == (1, 1)
+    assert joined["firing_seconds"] == 3600.0
+    # Without Prometheus' own series nothing tells the restart: a resolve and a flap.
+    assert (unknown["fired"], unknown["flaps"], unknown["across_restarts"]) == (2, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("last", "active_after"),
+    [
+        # Resolved 5 minutes before Prometheus stopped.
+        (5 * MIN, 12 * MIN + 10 * S),
+        # Became active again 3 minutes after Prometheus came back.
+        (10 * MIN, 15 * MIN),
+    ],
+)
+def test_a_resolve_around_a_restart_stays_a_resolve(last, active_after):
+    firing, for_state = restarted("A", last, active_after)
+
+    alert = build(firing, for_state, restarts=RESTART)["alerts"][0]
+
+    assert (alert["fired"], alert["flaps"], alert["across_restarts"]) == (2, 1, 0)
+
+
+def test_without_for_state_the_rules_for_tells_when_it_became_active_again():
+    firing, _for_state = restarted("A", 10 * MIN, 12 * MIN + 10 * S)
+
+    alert = build(firing, restarts=RESTART)["alerts"][0]
+
+    assert (alert["fired"], alert["across_restarts"]) == (1, 1)
+
+
+def test_alertmanager_keeping_the_start_of_the_alert_joins_the_gap():
+    firing, for_state = restarted("A", 10 * MIN, 12 * MIN + 10 * S)
+    labels = {"alertname": "A"}
+
+    def relay(status, time_ms, starts_ms):
+        record = {"time_ms": time_ms, "labels": labels, "status": status, "starts_ms": starts_ms}
+        return {"A": [record]}
+
+    kept = build(firing, for_state, relay=relay("firing", 14 * MIN, 0))["alerts"][0]
+    new = build(firing, for_state, relay=relay("firing", 14 * MIN, 13 * MIN))["alerts"][0]
+    resolved = build(firing, for_state, relay=relay("resolved", 11 * MIN, 0))["alerts"][0]
+
+    assert (kept["fired"], kept["flaps"], kept["across_restarts"]) == (1, 0, 1)
+    assert (new["fired"], new["flaps"]) == (2, 1)
+    assert (resolved["fired"], resolved["flaps"]) == (2, 1)
+
+
+def test_the_report_lists_the_restarts_in_the_period():
+    report = build({}, restarts=[*RESTART, (2 * HOUR, 2 * HOUR + MIN, STEP)])
+
+    assert report["prometheus_restarts"] == [
+        {"down": "1970-01-01T00:10:00.000Z", "up": "1970-01-01T00:12:00.000Z"}
+    ]
+    assert build({})["prometheus_restarts"] is None
+
+
+# --- Warning/critical pairs --------------------------------------------------------------------
+
+WARNING = {**RULE, "severity": "warning", "for_ms": 10 * MIN}
+CRITICAL = {**RULE, "severity": "critical", "for_ms": 5 * MIN, "labels": {"severity": "critical"}}
+
+
+def test_each_rule_of_a_pair_is_its_own_entry():
+    firing = series("A", samples(0, 30 * MIN - STEP), severity="warning")
+    firing.update(series("A", samples(0, MIN) + samples(5 * MIN, 6 * MIN), severity="critical"))
+    relay = {
+        "A": [
+            {"time_ms": MIN, "labels": {"alertname": "A", "severity": "critical"}},
+            {"time_ms": 2 * MIN, "labels": {"alertname": "A", "severity": "warning"}},
+            {"time_ms": 3 * MIN, "labels": {"alertname": "A", "severity": "critical"}},
+        ]
+    }
+
+    report = build(firing, rules={"A": [WARNING, CRITICAL], "B": RULE}, relay=relay)
+
+    rows = {(a["name"], a["severity"]): a for a in report["alerts"]}
+    assert set(rows) == {("A", "warning"), ("A", "critical")}
+    assert (rows[("A", "warning")]["fired"], rows[("A", "warning")]["for"]) == (1, 600.0)
+    assert (rows[("A", "critical")]["fired"], rows[("A", "critical")]["for"]) == (2, 300.0)
+    assert rows[("A", "critical")]["flaps"] == 1
+    assert (rows[("A", "warning")]["notifications"], rows[("A", "critical")]["notifications"]) == (
+        1,
+        2,
+    )
+    assert report["never_fired"] == [{"name": "B", "group": "g.rules", "severity": "warning"}]
+    assert report["counts"]["rules"] == 3
+    assert [(r["name"], r["severity"]) for r in report["timeline"]] == [
+        ("A", "critical"),
+        ("A", "warning"),
+    ]
+
+
+def test_the_rules_api_gives_each_rule_of_a_pair():
+    groups = [
+        {
+            "name": "probes.rules",
+            "file": "/etc/prometheus/rules/probes.rules.yml",
+            "interval": 15,
+            "rules": [
+                {
+                    "type": "alerting",
+                    "name": "T",
+                    "duration": 600,
+                    "labels": {"severity": "warning"},
+                },
+                {
+                    "type": "alerting",
+                    "name": "T",
+                    "duration": 300,
+                    "labels": {"severity": "critical"},
+                },
+                {"type": "recording", "name": "r"},
+                {"type": "alerting", "name": "U", "duration": 0},
+            ],
+        }
+    ]
+
+    rules, found = ah.alerting_rules(groups)
+
+    assert [(r["severity"], r["for_ms"]) for r in rules["T"]] == [
+        ("warning", 600000),
+        ("critical", 300000),
+    ]
+    assert rules["U"][0]["severity"] == "none"
+    assert found[0]["rules"] == 4
+    assert set(ah.rule_table(rules)) == {("T", "warning"), ("T", "critical"), ("U", "none")}
+
+
+def test_suggestions_change_the_rule_of_the_pair_they_are_for():
+    catalog = [
+        {"alert": "T", "severity": "warning", "threshold": 14.0},
+        {"alert": "T", "severity": "critical", "twin": True, "threshold": 3.0},
+        {"alert": "V"},
+    ]
+
+    assert ah.catalog_entry(catalog, "T", "critical")["threshold"] == 3.0
+    assert ah.catalog_entry(catalog, "T", "warning")["threshold"] == 14.0
+    assert ah.catalog_entry(catalog, "V", "page") == {"alert": "V"}
+    assert ah.catalog_entry(catalog, "W", "warning") is None
+    stats = {
+        "name": "T",
+        "severity": "critical",
+        "flaps": 2,
+        "flapping": True,
+        "resolved": 3,
+        "_flap_condition_ms": [4 * MIN],
+        "_condition_ms": [4 * MIN],
+    }
+    twin = ah.for_suggestion(stats, MIN, True, twin=True, paired={"T"})
+    own = ah.for_suggestion(stats, MIN, False, paired={"T"})
+    assert twin["override"] == "prometheus_alert_overrides: {T: {critical: {for: 5m}}}"
+    assert twin["severity"] == "critical"
+    assert twin["reason"].startswith("T (critical) fired again")
+    assert own["override"] == "for: 5m  # in the rule's own file, the one with severity critical"
+    entry = {**catalog[1], "operator": "<", "compared_value": "days_left"}
+    series_quantiles = [{"labels": {}, "quantiles": {0.5: 9.0, 0.05: 4.0, 0.01: 2.5}}]
+    threshold = ah.threshold_suggestion(entry, "never fired", series_quantiles, STEP, "critical")
+    assert threshold["override"] == "prometheus_alert_overrides: {T: {critical: {threshold: 2.5}}}"
+
+
 # --- Silences ------------------------------------------------------------------------------
 
 
@@ -233,6 +434,51 @@ def test_a_regex_python_cannot_read_matches_nothing():
     alert = build(firing, silences=[silence(0, HOUR, matcher("alertname", "(?P<", True))])
 
     assert alert["alerts"][0]["silenced_share"] == 0.0
+
+
+def test_silences_before_alertmanager_keeps_them_are_left_out_not_counted_unsilenced():
+    # Firing [0, 20m) and [40m, 50m); silences are known from 30m on.
+    firing = series("A", samples(0, 20 * MIN - STEP) + samples(40 * MIN, 50 * MIN - STEP))
+    firing.update(series("B", samples(0, 10 * MIN - STEP)))
+    silences = [silence(45 * MIN, HOUR, matcher("alertname", "A"))]
+    rules = {"A": RULE, "B": RULE}
+
+    report = build(
+        firing, rules=rules, silences=silences, settings={"silences_known_from_ms": 30 * MIN}
+    )
+
+    alerts = {a["name"]: a for a in report["alerts"]}
+    assert alerts["A"]["firing_seconds"] == 1800.0
+    assert (alerts["A"]["silenced_seconds"], alerts["A"]["silenced_share"]) == (300.0, 0.5)
+    assert alerts["A"]["acknowledged"] == 1
+    # Fired only before silences are known: nothing to tell.
+    assert (alerts["B"]["silenced_seconds"], alerts["B"]["silenced_share"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("retention", "known_from", "complete"),
+    [("720h", None, True), ("120h", "1970-01-03T00:00:01.000Z", False)],
+)
+def test_silences_are_known_for_as_long_as_alertmanager_keeps_them(retention, known_from, complete):
+    now = 7 * 24 * HOUR + 1 * S - 400  # a report of the 7 days to now
+    retention_ms = int(retention[:-1]) * HOUR
+
+    known_ms, section = ah.silence_coverage(now - 7 * 24 * HOUR, now, retention_ms, retention, "am")
+
+    assert (section["known_from"], section["complete"], section["retention"]) == (
+        known_from,
+        complete,
+        retention,
+    )
+    if complete:
+        assert known_ms is None and section["note"] is None
+    else:
+        assert known_ms == 2 * 24 * HOUR + 1 * S  # to the next whole second
+        assert section["note"].startswith(
+            "Silences before 1970-01-03 00:00:01Z are unknown: Alertmanager keeps a silence "
+            "only 120h after it ended"
+        )
+    assert ah.silence_coverage(0, now, retention_ms, retention, None)[1]["complete"] is False
 
 
 def test_the_relays_first_notification_starts_the_time_to_a_silence():
@@ -337,6 +583,18 @@ def test_threshold_suggestions_take_the_worst_series_tail():
     assert suggestion["override"] == "prometheus_alert_overrides: {Hot: {threshold: 95.1}}"
     assert suggestion["sampled_every"] == "5m"
     assert ah.threshold_suggestion(entry, "never fired", series_quantiles[2:], 15000) is None
+
+
+def test_of_series_with_the_same_tail_the_first_by_labels_is_the_worst():
+    entry = {"alert": "Pool", "operator": ">", "threshold": 0.8, "compared_value": "use"}
+    tied = [
+        {"labels": {"instance": name}, "quantiles": {0.5: p50, 0.95: 0.99, 0.99: 1.0}}
+        for name, p50 in (("host17", 0.88), ("host02", 0.91), ("host09", 0.5))
+    ]
+
+    for order in (tied, tied[::-1]):
+        suggestion = ah.threshold_suggestion(entry, "never fired", order, 300000)
+        assert suggestion["worst_series"] == 'instance="host02"'
 
 
 # --- The relay's history -------------------------------------------------------------------

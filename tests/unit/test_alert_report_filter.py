@@ -78,6 +78,54 @@ def test_the_inventorys_overrides_and_names_are_applied():
     assert entries["HighRejectionRate"]["compared_value"] == "bot_rejections_percent"
 
 
+def test_a_critical_twin_gets_an_entry_of_its_own_with_its_own_threshold():
+    group = {
+        "name": "q.rules",
+        "rules": [
+            {
+                "alert": "Backlog",
+                "expr": "depth > {{ threshold }}",
+                "params": {"threshold": 100},
+                "critical": {"threshold": 500, "for": "1m"},
+                "severity": "warning",
+            },
+            {"alert": "Plain", "expr": "x > {{ threshold }}", "params": {"threshold": 1}},
+        ],
+    }
+    overrides = {"Backlog": {"threshold": 150, "critical": {"threshold": 400}}}
+
+    entries = alert_report.alert_report_catalog([group], overrides, {}, {})
+
+    assert entries == [
+        {
+            "alert": "Backlog",
+            "severity": "warning",
+            "threshold": 150.0,
+            "operator": ">",
+            "compared_value": "depth",
+        },
+        {
+            "alert": "Backlog",
+            "severity": "critical",
+            "twin": True,
+            "threshold": 400.0,
+            "operator": ">",
+            "compared_value": "depth",
+        },
+        {"alert": "Plain", "threshold": 1.0, "operator": ">", "compared_value": "x"},
+    ]
+    groups, jobs, metrics = catalog()
+    tls = [
+        e
+        for e in alert_report.alert_report_catalog(groups, {}, jobs, metrics)
+        if e["alert"] == "TLSCertificateExpiring"
+    ]
+    assert tls == [
+        {"alert": "TLSCertificateExpiring", "severity": "warning"},
+        {"alert": "TLSCertificateExpiring", "severity": "critical", "twin": True},
+    ]
+
+
 def test_every_compared_value_is_promql_that_prometheus_accepts(prometheus):
     groups, jobs, metrics = catalog()
     entries = alert_report.alert_report_catalog(groups, {}, jobs, metrics)
@@ -299,3 +347,64 @@ def test_rule_group_lines_for_verify_name_each_group_and_its_times():
         "Rule group evaluation, http://127.0.0.1:9090, last / mean / max, missed evaluations:"
     )
     assert lines[1] == "  system-resources.rules       every 15s: 2.1 ms / 1.8 ms / -, 0 missed"
+
+
+def test_a_pair_is_named_with_its_severity_and_the_summary_says_what_is_not_known():
+    builder = ah.ReportBuilder(
+        0,
+        6 * HOUR,
+        UTC,
+        {
+            "flap_window_ms": 15 * MIN,
+            "shift_ms": 12 * HOUR,
+            "flapping_min": 2,
+            "busy_share": 0.25,
+            "top": 10,
+            "external_labels": {},
+            "default_interval_ms": 15 * S,
+        },
+    )
+    rule = {"group": "p.rules", "interval_ms": 15 * S, "for_ms": 0}
+    rules = {
+        "Cert": [
+            {**rule, "severity": "warning", "labels": {"severity": "warning"}},
+            {**rule, "severity": "critical", "labels": {"severity": "critical"}},
+        ]
+    }
+    firing = {}
+    for severity in ("warning", "critical"):
+        labels = {"alertname": "Cert", "severity": severity}
+        firing[ah.series_key(labels)] = ({**labels, "alertstate": "firing"}, [HOUR, HOUR + 15 * S])
+    body = builder.build(rules, firing, {}, None, None, [], [(HOUR, 2 * HOUR, 15 * S)])
+    report = make_report()
+    report.update(body)
+    report["alerts"][0]["across_restarts"] = 1
+    report["silences"] = {
+        "source": "http://127.0.0.1:9093",
+        "retention": "120h",
+        "known_from": "1970-01-01T02:00:00.000Z",
+        "complete": False,
+        "note": "Silences before 1970-01-01 02:00:00Z are unknown: because.",
+    }
+    report["suggestions"] = [
+        {"alert": "Cert", "severity": "critical", "kind": "for", "reason": "r", "override": "o"}
+    ]
+
+    page = alert_report.alert_report_html(report, "mon1")
+    markdown = alert_report.alert_report_markdown(report, "mon1")
+    lines = alert_report.alert_report_summary(report, "mon1")
+
+    timeline = page[page.index("<svg") : page.index("</svg>")]
+    assert ">Cert (critical)</text>" in timeline and ">Cert (warning)</text>" in timeline
+    assert "<h3>Cert (critical): a longer <code>for</code></h3>" in page
+    assert "1. Cert (critical): fired once" in markdown
+    assert "Noisiest: Cert (critical) (1), Cert (warning) (1)" in lines
+    assert "Suggestions: 1 (for: Cert (critical))" in lines
+    restarts = (
+        "Prometheus restarted once in the period: a firing that went on across a restart "
+        "counts as one firing, not as a resolve and a new firing (1 such gap)."
+    )
+    unknown = "Silences before 1970-01-01 02:00:00Z are unknown: because."
+    for text in (page, markdown, "\n".join(lines)):
+        assert restarts in text
+        assert unknown in text

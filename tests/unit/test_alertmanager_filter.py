@@ -131,3 +131,155 @@ def test_a_relayed_receiver_the_relay_does_not_serve_or_without_a_token_is_refus
         alertmanager.alertmanager_receivers(
             receivers, {}, "secrets", {**RELAY, "receivers": ["team"], "token": ""}
         )
+
+
+# --- alertmanager_time_intervals: named intervals and the routes that use them ---
+
+WORKING_HOURS = {
+    "name": "working-hours",
+    "time_intervals": [
+        {
+            "weekdays": ["monday:friday"],
+            "times": [{"start_time": "08:00", "end_time": "18:00"}],
+            "location": "Europe/Berlin",
+        }
+    ],
+}
+MAINTENANCE = {
+    "name": "maintenance",
+    "time_intervals": [
+        {"weekdays": ["sunday"], "times": [{"start_time": "02:00", "end_time": "04:00"}]}
+    ],
+}
+
+
+def tree(*routes):
+    return {"receiver": "default", "routes": list(routes)}
+
+
+def test_intervals_and_the_routes_that_use_them_pass_as_they_are():
+    route = tree(
+        {
+            "receiver": "team",
+            "matchers": ['severity="warning"'],
+            "active_time_intervals": ["working-hours"],
+            "mute_time_intervals": ["maintenance"],
+        },
+        {"receiver": "ops", "routes": [{"receiver": "db", "mute_time_intervals": ["maintenance"]}]},
+    )
+
+    result = alertmanager.alertmanager_time_intervals([WORKING_HOURS, MAINTENANCE], route, "0.25.0")
+
+    assert result == [WORKING_HOURS, MAINTENANCE]
+    assert alertmanager.alertmanager_time_intervals(None, tree(), "0.25.0") == []
+
+
+@pytest.mark.parametrize(
+    ("intervals", "route", "message"),
+    [
+        (
+            [WORKING_HOURS],
+            tree(
+                {
+                    "receiver": "ops",
+                    "routes": [{"receiver": "db", "mute_time_intervals": ["maintenance"]}],
+                }
+            ),
+            "route.routes[0] (receiver ops).routes[0] (receiver db): mute_time_intervals names the "
+            "time interval 'maintenance', which alertmanager_time_intervals does not define (it "
+            "defines working-hours)",
+        ),
+        (
+            [MAINTENANCE],
+            {"receiver": "default", "mute_time_intervals": ["maintenance"]},
+            "the top of the routing tree (alertmanager_route) has mute_time_intervals "
+            "'maintenance'",
+        ),
+        (
+            [MAINTENANCE, MAINTENANCE],
+            tree(),
+            "time interval 'maintenance' is defined twice",
+        ),
+        (
+            [
+                {
+                    "name": "office",
+                    "time_intervals": [{"times": [{"start_time": "08:00", "end_time": 1080}]}],
+                }
+            ],
+            tree(),
+            "time interval 'office': time_intervals[0]: times[0]: end_time is the number 1080: "
+            "YAML reads an unquoted time such as 18:00 as a number (minutes); quote it: '18:00'",
+        ),
+        (
+            [{"name": "office", "time_intervals": [{"weekday": ["monday"]}]}],
+            tree(),
+            "time interval 'office': time_intervals[0]: unknown keys ['weekday']",
+        ),
+        (
+            [{"name": "office", "intervals": []}],
+            tree(),
+            "time interval 'office': unknown keys ['intervals']",
+        ),
+        (
+            [{"name": "weekend", "time_intervals": [{"weekdays": ["friday:sunday"]}]}],
+            tree(),
+            "time interval 'weekend': time_intervals[0]: weekdays 'friday:sunday' ends before it "
+            "starts (a range cannot wrap around: write it as ['friday:saturday', 'sunday'])",
+        ),
+        (
+            [{"name": "office", "time_intervals": [{"location": ""}]}],
+            tree(),
+            "time interval 'office': time_intervals[0]: location must be a time zone name",
+        ),
+        (
+            [{"time_intervals": []}],
+            tree(),
+            "alertmanager_time_intervals[0] has no name",
+        ),
+    ],
+)
+def test_interval_mistakes_are_named(intervals, route, message):
+    with pytest.raises(AnsibleFilterError) as failure:
+        alertmanager.alertmanager_time_intervals(intervals, route, "0.28.1")
+    assert message in str(failure.value)
+
+
+def test_intervals_need_a_release_that_has_them():
+    route = tree({"receiver": "ops", "mute_time_intervals": ["maintenance"]})
+
+    with pytest.raises(
+        AnsibleFilterError,
+        match=r"need Alertmanager 0\.24\.0 or later, and this host runs Alertmanager 0\.23\.0",
+    ):
+        alertmanager.alertmanager_time_intervals([MAINTENANCE], route, "0.23.0")
+    # Without any, any release does.
+    assert alertmanager.alertmanager_time_intervals([], tree(), "0.23.0") == []
+
+
+def test_the_shorthand_renders_as_before_whatever_the_release():
+    receivers = [
+        {
+            "name": "critical-alerts",
+            "email": {"to": "ops@example.com"},
+            "webhook": {"url": "http://127.0.0.1:8080/webhooks/critical", "send_resolved": True},
+            "slack": {"api_url": "https://hooks.slack.example.com/T/X", "channel": "#ops"},
+            "pagerduty": {"routing_key": "pd-key"},
+        }
+    ]
+    before = convert(receivers)
+
+    for version in ("0.25.0", "0.28.1"):
+        assert (
+            alertmanager.alertmanager_receivers(
+                receivers, DEFAULTS, "/etc/alertmanager/secrets", version=version
+            )
+            == before
+        )
+    assert list(before["receivers"][0]) == [
+        "name",
+        "email_configs",
+        "webhook_configs",
+        "slack_configs",
+        "pagerduty_configs",
+    ]

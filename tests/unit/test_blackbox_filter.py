@@ -716,6 +716,8 @@ class TestScrapeConfigs:
                         "purpose": "dragonflydb",
                         "check": "connect",
                         "instance": "cache.example.com:6380",
+                        # As its exporter's series: DragonflyDB's faults page once.
+                        "endpoint": "cache.example.com:6380",
                     },
                 },
                 {
@@ -726,6 +728,8 @@ class TestScrapeConfigs:
                         "purpose": "dragonflydb",
                         "check": "tls",
                         "instance": "cache.example.com:6380",
+                        # As its exporter's series: DragonflyDB's faults page once.
+                        "endpoint": "cache.example.com:6380",
                     },
                 },
                 {

@@ -9,11 +9,16 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, http_get, run_local_playbook, start_alertmanager, start_prometheus
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+import pki
 
 _spec = importlib.util.spec_from_file_location(
     "config_drift_info_action", ROOT / "plugins" / "action" / "config_drift_info.py"
@@ -75,6 +80,64 @@ templates:
 """
 
 
+# prometheus.yml as the roles write it with TLS, basic auth, two servers and remote_write:
+# file names relative to it, durations, relabelling, a false that Prometheus does not show.
+# {port} is Prometheus' own.
+FULL_PROMETHEUS_YML = """\
+global:
+  scrape_interval: 60s
+  scrape_timeout: 10s
+  evaluation_interval: 15s
+  external_labels:
+    environment: test
+    replica: mon1
+rule_files:
+  - rules/*.yml
+alerting:
+  alert_relabel_configs:
+    - action: labeldrop
+      regex: replica
+  alertmanagers:
+    - static_configs:
+        - targets: ["127.0.0.1:1"]
+        - targets: ["127.0.0.2:1"]
+          labels: {{__scheme__: http}}
+      scheme: https
+      tls_config: {{ca_file: web/ca.crt}}
+      basic_auth: {{username: prometheus, password_file: web/client-password}}
+remote_write:
+  - url: http://127.0.0.1:1/api/v1/write
+    authorization: {{credentials_file: {secrets}/remote_write.0.credentials}}
+    queue_config: {{batch_send_deadline: 2s}}
+scrape_configs:
+  - job_name: node-exporter
+    scheme: https
+    tls_config: {{ca_file: web/ca.crt}}
+    basic_auth: {{username: prometheus, password_file: web/client-password}}
+    static_configs:
+      - targets: ["127.0.0.1:1"]
+        labels: {{instance: mon1}}
+  - job_name: blackbox
+    metrics_path: /probe
+    honor_labels: false
+    static_configs:
+      - targets: ["127.0.0.1:8080"]
+        labels:
+          __param_module: tcp_connect
+          probe: webhook-127.0.0.1-8080
+          check: connect
+          instance: 127.0.0.1:8080
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: __param_target
+      - target_label: __address__
+        replacement: 127.0.0.1:9115
+  - job_name: prometheus
+    static_configs:
+      - targets: ["127.0.0.1:{port}"]
+"""
+
+
 def reload(url):
     request = urllib.request.Request(url + "/-/reload", method="POST")
     try:
@@ -89,6 +152,23 @@ def prometheus(tmp_path):
     directory = tmp_path / "prometheus"
     (directory / "rules").mkdir(parents=True)
     service = start_prometheus(directory, PROMETHEUS_YML, {"rules/system.yml": RULES})
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def full_prometheus(tmp_path):
+    """A Prometheus running the full prometheus.yml, its CA, password and secret in place."""
+    directory = tmp_path / "full"
+    for sub in ("rules", "web", "secrets"):
+        (directory / sub).mkdir(parents=True)
+    ca_cert, _ca_key = pki.make_ca()
+    (directory / "web" / "ca.crt").write_text(ca_cert)
+    (directory / "web" / "client-password").write_text("pw\n")
+    (directory / "secrets" / "remote_write.0.credentials").write_text("token\n")
+    service = start_prometheus(
+        directory, FULL_PROMETHEUS_YML, {"rules/system.yml": RULES}, secrets=directory / "secrets"
+    )
     yield service
     service.stop()
 
@@ -140,7 +220,12 @@ def test_a_prometheus_running_its_files_is_in_sync(tmp_path, prometheus):
 
     assert result["differences"] == []
     assert result["in_sync"] is True
-    assert result["compared"] == {"files": 2, "rule_groups": 2, "rules": 4}
+    assert result["compared"] == {
+        "files": 2,
+        "rule_groups": 2,
+        "rules": 4,
+        "settings": "every setting of prometheus.yml",
+    }
     assert result["reloaded_at"] > 0
 
 
@@ -160,6 +245,48 @@ def test_a_threshold_changed_on_disk_without_a_reload_is_named(tmp_path, prometh
     assert expression.startswith("rule group system.rules, HighCPUUsage: expression on disk `")
     assert "> 90`, running `" in expression and expression.endswith("> 85`")
     assert "rule group fast.rules, Up: for 1m on disk, 30s running" in result["differences"]
+
+
+def test_files_touched_after_the_reload_with_the_same_content_are_no_drift(tmp_path, prometheus):
+    # touch, a backup tool, a restore of the same file: the time moves, the content does not.
+    touch_later(prometheus.config.parent / "rules" / "system.yml")
+    touch_later(prometheus.config)
+
+    result = check(tmp_path, prometheus, "prometheus")
+
+    assert result["differences"] == []
+    assert result["in_sync"] is True
+
+
+def test_the_full_configuration_the_roles_write_is_in_sync_as_prometheus_shows_it(
+    tmp_path, full_prometheus
+):
+    result = check(tmp_path, full_prometheus, "prometheus")
+
+    assert result["differences"] == []
+
+
+def test_a_setting_of_prometheus_yml_changed_on_disk_is_named(tmp_path, full_prometheus):
+    config = full_prometheus.config
+    config.write_text(
+        config.read_text()
+        .replace("  scrape_timeout: 10s\n", "  scrape_timeout: 20s\n")
+        .replace("replacement: 127.0.0.1:9115", "replacement: 127.0.0.1:9116")
+    )
+    touch_later(config)
+
+    result = check(tmp_path, full_prometheus, "prometheus")
+
+    assert result["in_sync"] is False
+    assert result["differences"][0].startswith(
+        "changed on disk after its last successful reload at "
+    )
+    assert result["differences"][0].endswith(f": {config}")
+    assert result["differences"][1:] == [
+        f"{config}: global.scrape_timeout: 20s on disk, 10s running",
+        f"{config}: scrape_configs[1].relabel_configs[1].replacement: 127.0.0.1:9116 on disk, "
+        "127.0.0.1:9115 running",
+    ]
 
 
 def test_rules_and_groups_added_or_removed_on_disk_are_named(tmp_path, prometheus):
@@ -234,6 +361,68 @@ def test_the_setting_that_differs_is_named(tmp_path, alertmanager):
         d.startswith('route.routes[0].matchers: ["severity=page"] on disk')
         for d in result["differences"]
     )
+
+
+def record_templates(alertmanager, tmp_path):
+    """The record the roles' reload handler writes: sha256sum of the templates."""
+    directory = alertmanager.config.parent
+    record = tmp_path / "reloaded" / "alertmanager"
+    record.parent.mkdir(exist_ok=True)
+    record.write_text(
+        "".join(
+            f"{hashlib.sha256(path.read_bytes()).hexdigest()}  templates/{path.name}\n"
+            for path in sorted((directory / "templates").iterdir())
+        )
+    )
+    return record
+
+
+def test_a_config_touched_after_the_reload_is_no_drift(tmp_path, alertmanager):
+    touch_later(alertmanager.config)
+
+    result = check(tmp_path, alertmanager, "alertmanager")
+
+    assert result["differences"] == []
+    assert result["in_sync"] is True
+
+
+def test_templates_touched_after_the_reload_are_no_drift_with_the_reload_record(
+    tmp_path, alertmanager
+):
+    record = record_templates(alertmanager, tmp_path)
+    touch_later(alertmanager.config)
+    touch_later(alertmanager.config.parent / "templates" / "custom.tmpl")
+
+    result = check(tmp_path, alertmanager, "alertmanager", reload_record=str(record))
+
+    assert result["differences"] == []
+    assert result["in_sync"] is True
+
+
+def test_a_template_changed_after_the_reload_is_named(tmp_path, alertmanager):
+    record = record_templates(alertmanager, tmp_path)
+    template = alertmanager.config.parent / "templates" / "custom.tmpl"
+    template.write_text('{{ define "x" }}y{{ end }}\n')
+    touch_later(template)
+
+    result = check(tmp_path, alertmanager, "alertmanager", reload_record=str(record))
+
+    assert result["in_sync"] is False
+    assert result["differences"][0].endswith(f": {template}")
+    assert result["differences"][1] == (
+        f"{template}: modified after the last successful reload, and not the content recorded "
+        "then (Alertmanager does not show the templates it loaded)"
+    )
+
+
+def test_without_a_record_a_template_modified_after_the_reload_differs(tmp_path, alertmanager):
+    template = alertmanager.config.parent / "templates" / "custom.tmpl"
+    touch_later(template)
+
+    result = check(tmp_path, alertmanager, "alertmanager")
+
+    assert result["in_sync"] is False
+    assert result["differences"][0].endswith(f": {template}")
 
 
 def test_a_comment_alone_still_differs_by_its_hash(tmp_path, alertmanager):

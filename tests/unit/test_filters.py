@@ -33,6 +33,25 @@ CATALOG = [
     }
 ]
 CONTEXT = {"job": {"node": "node-exporter"}}
+# A clock alert whose threshold is milliseconds, whole numbers in a range.
+CLOCK = [
+    {
+        "name": "system-resources.rules",
+        "rules": [
+            {
+                "alert": "HostClockInaccurate",
+                "expr": "abs(node_timex_offset_seconds) * 1000 > {{ offset_ms }}",
+                "params": {"offset_ms": 10},
+                "param_ranges": {"offset_ms": [1, 60000]},
+                "severity": "warning",
+                "critical": {"offset_ms": 100},
+                "service": "system",
+                "summary": "s",
+                "description": "d",
+            }
+        ],
+    }
+]
 
 
 def render(overrides=None, group_overrides=None, groups=CATALOG):
@@ -170,6 +189,56 @@ class TestRuleFiles:
         with pytest.raises(AnsibleFilterError, match="HighCPUUsage is defined twice"):
             render(groups=twice)
 
+    def test_a_threshold_in_range_renders(self):
+        documents, _ = render({"HostClockInaccurate": {"offset_ms": 5}}, groups=CLOCK)
+        rules = documents["rules/system-resources.yml"]["groups"][0]["rules"]
+        assert [r["expr"] for r in rules] == [
+            "abs(node_timex_offset_seconds) * 1000 > 5",
+            "abs(node_timex_offset_seconds) * 1000 > 100",
+        ]
+
+    @pytest.mark.parametrize(
+        ("override", "message"),
+        [
+            # Seconds where milliseconds are meant: refused, naming the variable and the unit.
+            (
+                {"offset_ms": 0.01},
+                r"prometheus_alert_overrides\[HostClockInaccurate\]: offset_ms must be a whole "
+                r"number from 1 to 60000 \(ms\), got 0.01",
+            ),
+            ({"offset_ms": "10"}, r"offset_ms must be a whole number .* got '10'"),
+            ({"offset_ms": True}, r"offset_ms must be a whole number .* got True"),
+            ({"critical": {"offset_ms": 0}}, r"critical.offset_ms must be a whole number"),
+        ],
+    )
+    def test_a_threshold_in_the_wrong_unit_fails_naming_it(self, override, message):
+        with pytest.raises(AnsibleFilterError, match=message):
+            render({"HostClockInaccurate": override}, groups=CLOCK)
+
+    def test_ranges_apply_to_the_catalog_itself_and_name_real_params(self):
+        broken = [
+            {
+                **CLOCK[0],
+                "rules": [{**CLOCK[0]["rules"][0], "params": {"offset_ms": 0.5}}],
+            }
+        ]
+        with pytest.raises(AnsibleFilterError, match="alert HostClockInaccurate: offset_ms"):
+            render(groups=broken)
+        unknown = [
+            {
+                **CLOCK[0],
+                "rules": [{**CLOCK[0]["rules"][0], "param_ranges": {"x_ms": [1, 2]}}],
+            }
+        ]
+        with pytest.raises(
+            AnsibleFilterError, match="param_ranges names params it does not have: x_ms"
+        ):
+            render(groups=unknown)
+
+    def test_ranges_cannot_be_overridden(self):
+        with pytest.raises(AnsibleFilterError, match="sets 'param_ranges'"):
+            render({"HostClockInaccurate": {"param_ranges": {}}}, groups=CLOCK)
+
 
 SPECS = [
     {
@@ -232,11 +301,13 @@ class TestScrapeConfigs:
         (config,) = prometheus.prometheus_scrape_configs(SPECS, groups, hostvars)
 
         assert "metrics_path" not in config
+        # `endpoint`: the database's own host:port, which its blackbox probes carry too.
         assert [c["labels"] for c in config["static_configs"]] == [
-            {"instance": "db1"},
-            {"instance": "db2:6379"},
+            {"instance": "db1", "endpoint": "127.0.0.1:6379"},
+            {"instance": "db2:6379", "endpoint": "127.0.0.1:6379"},
             {
                 "instance": "db2:6380",
+                "endpoint": "127.0.0.1:6380",
                 "__metrics_path__": "/scrape",
                 "__param_target": "rediss://127.0.0.1:6380",
             },
@@ -258,7 +329,12 @@ class TestScrapeConfigs:
 
         assert config == {
             "job_name": "dragonfly",
-            "static_configs": [{"targets": ["192.0.2.20:6379"], "labels": {"instance": "db1"}}],
+            "static_configs": [
+                {
+                    "targets": ["192.0.2.20:6379"],
+                    "labels": {"instance": "db1", "endpoint": "127.0.0.1:6379"},
+                }
+            ],
         }
         disabled = dict(native, enabled=False)
         assert prometheus.prometheus_scrape_configs([disabled], groups, hostvars) == []

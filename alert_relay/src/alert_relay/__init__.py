@@ -1,3 +1,3 @@
 """Alertmanager webhook relay: stores each notification durably, forwards each alert once."""
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"

@@ -380,6 +380,9 @@ class _Loader:
         basic = _mapping(section.get("basic_auth"), f"{where}.basic_auth")
         _keys(basic, {"username", "password_file"}, f"{where}.basic_auth")
         username = _str(basic, "username", f"{where}.basic_auth")
+        if username is not None and ":" in username:
+            # Basic auth separates the user from the password with the first ':'.
+            raise ConfigError(f"{where}.basic_auth.username: must not contain ':'")
         password_file = self.secret(basic, "password_file", f"{where}.basic_auth")
         if basic and (username is None or password_file is None):
             raise ConfigError(f"{where}.basic_auth: needs username and password_file")

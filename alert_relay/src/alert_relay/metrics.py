@@ -3,10 +3,9 @@ database at each scrape, prometheus_client's process, platform and GC metrics.""
 
 from __future__ import annotations
 
-import logging
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from exporter_web.webconfig import WebConfigWatcher
 from prometheus_client import (
@@ -18,14 +17,12 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from alert_relay import __version__
 from alert_relay.config import Config
-from alert_relay.store import QueueStats
-
-log = logging.getLogger(__name__)
+from alert_relay.store import QueueStats, StorageError
 
 # Outcomes of a webhook call (label ``outcome``).
 OUTCOMES = (
@@ -52,6 +49,8 @@ class RelayMetrics:
         queue_stats: Callable[[], QueueStats],
         config: Callable[[], Config],
         web: WebConfigWatcher,
+        storage: Callable[[], StorageHealth],
+        password_checks: Callable[[], dict[str, int]],
     ) -> None:
         # No *_created series: twice the series for a time Prometheus does not use.
         disable_created_metrics()
@@ -113,11 +112,6 @@ class RelayMetrics:
             ["hook"],
             registry=r,
         )
-        self.storage_errors = Counter(
-            "alert_relay_storage_errors_total",
-            "Database commits that failed (the webhook call got 503).",
-            registry=r,
-        )
         self.config_reload_successful = Gauge(
             "alert_relay_config_last_reload_successful",
             "1 when the last load of --config.file succeeded, else 0.",
@@ -134,7 +128,7 @@ class RelayMetrics:
             ["version"],
             registry=r,
         ).labels(__version__).set(1)
-        r.register(_StateCollector(queue_stats, config, web))
+        r.register(_StateCollector(queue_stats, config, web, storage, password_checks))
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
@@ -156,18 +150,29 @@ class RelayMetrics:
             self.hooks_failed.labels(hook)
 
 
+@dataclass(frozen=True)
+class StorageHealth:
+    failures: int  # database operations that failed since the start
+    failing: bool  # from a failed operation until a write succeeds again
+
+
 class _StateCollector(Collector):
-    """Queue depth and age per target, read from the database at each scrape."""
+    """Queue depth and age per target, read from the database at each scrape; the storage's
+    health and the password checks, read from the objects that keep them."""
 
     def __init__(
         self,
         queue_stats: Callable[[], QueueStats],
         config: Callable[[], Config],
         web: WebConfigWatcher,
+        storage: Callable[[], StorageHealth],
+        password_checks: Callable[[], dict[str, int]],
     ) -> None:
         self._queue_stats = queue_stats
         self._config = config
         self._web = web
+        self._storage = storage
+        self._password_checks = password_checks
 
     def describe(self) -> list[Metric]:
         return []  # collected per scrape only: registration must not query the database
@@ -175,11 +180,34 @@ class _StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         try:
             stats = self._queue_stats()
-        except sqlite3.Error as err:
-            # The rest of the scrape still tells what happens; the queue series go missing.
-            log.error("cannot read the queue for /metrics: %s", err)
+        except StorageError:
+            # Counted and logged by the store. The rest of the scrape still tells what
+            # happens (the storage series first of all); the queue series go missing.
             stats = None
         now = time.time()
+        health = self._storage()
+        yield CounterMetricFamily(
+            "alert_relay_storage_errors",
+            "Database operations that failed: writes (a webhook's commit: 503; an attempt's "
+            "outcome, kept in memory), reads, opening it.",
+            value=health.failures,
+        )
+        yield GaugeMetricFamily(
+            "alert_relay_storage_failing",
+            "1 from a failed database operation until a write succeeds again (while it "
+            "fails, a write is tried at least every 30 s), else 0.",
+            value=1 if health.failing else 0,
+        )
+        checks = CounterMetricFamily(
+            "alert_relay_basic_auth_checks",
+            "Checks of the web config's basic auth, by result: granted (bcrypt), cached "
+            "(granted before, same header and web config), denied, busy (too many checks "
+            "under way: answered 503 unchecked).",
+            labels=["result"],
+        )
+        for result, count in sorted(self._password_checks().items()):
+            checks.add_metric([result], count)
+        yield checks
         yield GaugeMetricFamily(
             "alert_relay_web_config_last_reload_successful",
             "0 when --web.config.file, or a file it names, changed and did not load; else 1.",

@@ -28,11 +28,20 @@ from exporter_web.webconfig import WebConfigWatcher
 from prometheus_client.exposition import choose_encoder
 
 from alert_relay import __version__
+from alert_relay.basic_auth import PasswordChecks, Verdict
 from alert_relay.config import Config, ConfigError, Receiver, SecretError, load_config
 from alert_relay.forwarder import Dispatcher
-from alert_relay.metrics import RelayMetrics
+from alert_relay.metrics import RelayMetrics, StorageHealth
 from alert_relay.payload import PayloadError, parse_notification, parse_time
-from alert_relay.store import StorageError, Store, dead_letters, history, prune, queue_stats
+from alert_relay.store import (
+    PRUNE_BATCH,
+    StorageError,
+    Store,
+    dead_letters,
+    history,
+    prune,
+    queue_stats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +61,13 @@ class Relay:
         self.config = config
         self.store = store
         self.web = web_config
+        self.password_checks = PasswordChecks(web_config)
         self.metrics = RelayMetrics(
-            lambda: store.read_blocking(queue_stats), lambda: self.config, web_config
+            lambda: store.read_blocking(queue_stats),
+            lambda: self.config,
+            web_config,
+            lambda: StorageHealth(store.failures, store.failing),
+            lambda: dict(self.password_checks.results),
         )
         self.metrics.config_loaded(config)
         self.dispatcher = Dispatcher(store, lambda: self.config, self.metrics)
@@ -86,11 +100,16 @@ class Relay:
         while True:
             removed = await self.store.write(lambda conn: prune(conn, cutoff))
             total += removed
-            if removed < 2000:
+            if removed < PRUNE_BATCH:
                 break
         if total:
-            await self.store.write(lambda conn: conn.execute("PRAGMA incremental_vacuum"))
-            log.info("pruned %d notifications older than the history retention", total)
+            pages = await self.store.reclaim_space()
+            log.info(
+                "pruned %d notifications older than the history retention; %d free pages"
+                " given back to the file system",
+                total,
+                pages,
+            )
         return total
 
     async def prune_loop(self) -> None:
@@ -110,7 +129,8 @@ def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.
 
 
 def _api_error(status: int, message: str) -> web.Response:
-    body = {"status": "error", "errorType": "bad_data", "error": message}
+    kind = "unavailable" if status == 503 else "bad_data"  # as Prometheus' API says them
+    body = {"status": "error", "errorType": kind, "error": message}
     return web.json_response(body, status=status)
 
 
@@ -144,18 +164,32 @@ def _bearer_ok(header: str | None, receiver: Receiver) -> bool:
     return any(matches)
 
 
-async def _basic_auth_ok(relay: Relay, request: web.Request) -> bool:
-    auth = relay.web.current().auth
-    if not auth.enabled:
-        return True
-    header = request.headers.get("Authorization")
-    # bcrypt takes tens of milliseconds by design: not on the event loop.
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, auth.check_header, header)
-
-
 _UNAUTHORIZED_BASIC = {"WWW-Authenticate": "Basic"}
 _UNAUTHORIZED_BEARER = {"WWW-Authenticate": 'Bearer realm="alert-relay"'}
+
+
+def _auth_busy() -> web.Response:
+    # Not checked: a flood of password checks is under way. 503: clients (Alertmanager,
+    # Prometheus) try again.
+    return _text(503, "too many password checks under way; retry", {"Retry-After": "1"})
+
+
+async def _refused(relay: Relay, receiver: Receiver, request: web.Request) -> web.Response | None:
+    """The answer to a webhook call without valid credentials; None when they are valid."""
+    header = request.headers.get("Authorization")
+    if receiver.token_file is not None:
+        if _bearer_ok(header, receiver):
+            return None
+        challenge = _UNAUTHORIZED_BEARER
+    else:
+        verdict = await relay.password_checks.check(header)
+        if verdict is Verdict.GRANTED:
+            return None
+        if verdict is Verdict.BUSY:
+            return _auth_busy()
+        challenge = _UNAUTHORIZED_BASIC
+    relay.metrics.received.labels(receiver.name, "unauthorized").inc()
+    return _text(401, "Unauthorized", challenge)
 
 
 async def webhook(request: web.Request) -> web.Response:
@@ -168,15 +202,9 @@ async def webhook(request: web.Request) -> web.Response:
         # Label "" rather than the name: the URL must not make new series.
         metrics.received.labels("", "unknown_receiver").inc()
         return _text(404, f"unknown receiver {name[:64]!r}")
-    if receiver.token_file is not None:
-        authorized = _bearer_ok(request.headers.get("Authorization"), receiver)
-        challenge = _UNAUTHORIZED_BEARER
-    else:
-        authorized = await _basic_auth_ok(relay, request)
-        challenge = _UNAUTHORIZED_BASIC
-    if not authorized:
-        metrics.received.labels(name, "unauthorized").inc()
-        return _text(401, "Unauthorized", challenge)
+    refused = await _refused(relay, receiver, request)
+    if refused is not None:
+        return refused
     body = await _read_body(request, config.max_request_bytes)
     if body is None:
         metrics.received.labels(name, "too_large").inc()
@@ -193,13 +221,12 @@ async def webhook(request: web.Request) -> web.Response:
             name,
             notification,
             targets,
-            time.time(),
+            relay.dispatcher.now(),  # after the shift of the schedule, if the clock jumped
             receiver.forward_repeats,
             receiver.repeat_min_interval,
         )
-    except StorageError:
+    except StorageError:  # counted (alert_relay_storage_errors_total) and logged by the store
         metrics.received.labels(name, "storage_error").inc()
-        metrics.storage_errors.inc()
         # Alertmanager retries a 5xx: nothing is lost.
         return _text(503, "cannot store the notification now; retry")
     metrics.accept_duration.observe(time.monotonic() - started)
@@ -261,7 +288,12 @@ async def api_history(request: web.Request) -> web.Response:
     except ValueError as err:
         return _api_error(400, str(err))
     receiver = request.query.get("receiver") or None
-    rows = await relay.store.read(lambda conn: history(conn, since, until, receiver, after, limit))
+    try:
+        rows = await relay.store.read(
+            lambda conn: history(conn, since, until, receiver, after, limit)
+        )
+    except StorageError:
+        return _api_error(503, "cannot read the database now; retry")
     following = rows[-1]["id"] if len(rows) == limit else None
     return web.json_response(
         {"status": "success", "data": {"notifications": rows, "next": following}}
@@ -277,7 +309,10 @@ async def api_dead_letters(request: web.Request) -> web.Response:
         after = _int_param(request, "after", 0, 0, 2**63 - 1)
     except ValueError as err:
         return _api_error(400, str(err))
-    rows = await relay.store.read(lambda conn: dead_letters(conn, since, until, after, limit))
+    try:
+        rows = await relay.store.read(lambda conn: dead_letters(conn, since, until, after, limit))
+    except StorageError:
+        return _api_error(503, "cannot read the database now; retry")
     following = rows[-1]["deliveryId"] if len(rows) == limit else None
     return web.json_response(
         {"status": "success", "data": {"deadLetters": rows, "next": following}}
@@ -339,7 +374,10 @@ async def basic_auth(
     receiver's bearer token (Alertmanager sends one Authorization header, not two)."""
     if request.path.startswith("/webhooks/"):
         return await handler(request)
-    if not await _basic_auth_ok(request.app[RELAY], request):
+    verdict = await request.app[RELAY].password_checks.check(request.headers.get("Authorization"))
+    if verdict is Verdict.BUSY:
+        return _auth_busy()
+    if verdict is not Verdict.GRANTED:
         return _text(401, "Unauthorized", _UNAUTHORIZED_BASIC)
     return await handler(request)
 
@@ -468,6 +506,7 @@ async def serve(relay: Relay, sock: socket.socket, stop: asyncio.Event) -> None:
         relay.ready = False
         await runner.cleanup()
         await relay.dispatcher.stop()
+        relay.password_checks.close()
         for task in tasks:
             task.cancel()
         for task in tasks:

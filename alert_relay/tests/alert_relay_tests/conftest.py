@@ -25,8 +25,10 @@ def start_relay(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
     started: list[RelayProcess] = []
     (tmp_path / "token").write_text(TOKEN + "\n")
 
-    def start(config: str, *flags: str, log_level: str = "info") -> RelayProcess:
-        relay = RelayProcess(tmp_path, config, *flags, log_level=log_level)
+    def start(
+        config: str, *flags: str, log_level: str = "info", env: dict[str, str] | None = None
+    ) -> RelayProcess:
+        relay = RelayProcess(tmp_path, config, *flags, log_level=log_level, env=env)
         started.append(relay)
         return relay
 

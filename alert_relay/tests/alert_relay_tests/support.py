@@ -3,6 +3,7 @@ notifications, certificates, polling."""
 
 from __future__ import annotations
 
+import collections
 import datetime
 import ipaddress
 import json
@@ -119,11 +120,25 @@ class Sink:
     """An HTTP destination that records what it gets, and fails when told to."""
 
     server: ThreadingHTTPServer
-    received: list[Received] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)  # answered 200
+    attempts: list[float] = field(default_factory=list)  # when each POST came, failed or not
     fail_next: int = 0  # answer this many requests with ``fail_status``
     fail_status: int = 503
     delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def attempts_between(self, start: float, end: float) -> int:
+        with self.lock:
+            return sum(1 for at in self.attempts if start <= at < end)
+
+    def assert_each_once(self) -> list[Any]:
+        """Nothing was received twice (by Idempotency-Key, and by body); the bodies."""
+        with self.lock:
+            keys = collections.Counter(r.headers["Idempotency-Key"] for r in self.received)
+            bodies = collections.Counter(r.body for r in self.received)
+        assert max(keys.values(), default=1) == 1, keys.most_common(3)
+        assert max(bodies.values(), default=1) == 1, bodies.most_common(1)
+        return self.bodies()
 
     @property
     def url(self) -> str:
@@ -154,6 +169,8 @@ def start_sink(port: int = 0) -> Sink:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with sink.lock:
+                sink.attempts.append(time.time())
             if sink.delay:
                 time.sleep(sink.delay)
             with sink.lock:
@@ -185,13 +202,21 @@ _LISTENING = re.compile(r"listening on (https?://\S+),")
 class RelayProcess:
     """``python -m alert_relay`` from the sources, on a port of its choosing."""
 
-    def __init__(self, directory: Path, config: str, *extra: str, log_level: str = "info") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        config: str,
+        *extra: str,
+        log_level: str = "info",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.directory = directory
         self.config_path = directory / "relay.yml"
         self.config_path.write_text(config)
         self.storage = directory / "data"
         self.extra = extra
         self.log_level = log_level
+        self.env = env or {}
         self.lines: list[str] = []
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
@@ -208,7 +233,7 @@ class RelayProcess:
             f"--log.level={self.log_level}",
             *self.extra,
         ]
-        env = {**os.environ, "PYTHONPATH": PYTHONPATH}
+        env = {**os.environ, "PYTHONPATH": PYTHONPATH, **self.env}
         self.process = subprocess.Popen(
             command, env=env, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
         )
@@ -265,9 +290,11 @@ class RelayProcess:
                     )
         return found
 
-    def metric(self, name: str, **labels: str) -> float:
+    def metric(self, name: str, auth: tuple[str, str] | None = None, **labels: str) -> float:
         """The value of one sample of /metrics (0 when absent)."""
-        text = self.get("/metrics").text
+        response = self.get("/metrics", auth=auth)
+        assert response.status_code == 200, response.text
+        text = response.text
         for line in text.splitlines():
             if not line.startswith(name):
                 continue

@@ -161,6 +161,11 @@ def test_defaults(files: Path) -> None:
             "tls_config: cannot load",
         ),
         (
+            "receivers: {a: {}}\ndestinations: {d: {url: 'http://x',"
+            " basic_auth: {username: 'ops:relay', password_file: password}}}\n",
+            "basic_auth.username: must not contain ':'",
+        ),
+        (
             "receivers: {a: {}}\nhooks: {h: {command: [token], alertnames: [A]}}\n",
             "is not an executable file",
         ),

@@ -219,3 +219,69 @@ def test_hooks_get_the_alert_on_stdin_with_a_bare_environment(
     resolved = notification(alert(status="resolved"))
     assert relay.post("critical", notification(alert())).json()["queued"] == 0
     assert relay.post("critical", resolved).json()["queued"] == 2  # the sink and record
+
+
+def test_an_alert_still_firing_is_queued_again_after_its_delivery_died(
+    start_relay: Callable[..., RelayProcess], sink: Sink, tmp_path: Path
+) -> None:
+    _hook(tmp_path, "fails", "exit 3\n")
+    config = BASE_CONFIG.format(url=sink.url).replace("max_age: 30s", "max_age: 1s")
+    config = config.replace(
+        "    bearer_token_file: token\n",
+        "    bearer_token_file: token\n    repeat_min_interval: 3s\n",  # forward_repeats: false
+    )
+    config += "hooks:\n  fails: {command: [fails], alertnames: [DiskFull]}\n"
+    relay = start_relay(config)
+    sink.fail_next = 1000
+    firing = notification(alert(), alert("DiskFull"))
+    queued_at = time.monotonic()
+    assert relay.post("critical", firing).json()["queued"] == 3  # two to the sink, one hook
+    wait_for(
+        lambda: relay.metric("alert_relay_hooks_failed_total", hook="fails") == 1, 3, "the hook"
+    )
+    # Sooner than repeat_min_interval (a resend, a retry): duplicates, the failed hook's too.
+    assert relay.post("critical", firing).json()["queued"] == 0
+    wait_for(
+        lambda: relay.metric("alert_relay_dead_letters_total", destination="sink") == 2,
+        10,
+        "two dead letters",
+    )
+    sink.fail_next = 0
+    time.sleep(max(0.0, queued_at + 3.1 - time.monotonic()))
+    # Alertmanager's reminder (repeat_interval): the alerts still fire and never reached
+    # the sink, nor the hook its end: queued again, though repeats are not forwarded.
+    queued_at = time.monotonic()
+    assert relay.post("critical", firing).json()["queued"] == 3
+    wait_for(lambda: sink.count() == 2, 10, "both alerts delivered")
+    wait_for(
+        lambda: relay.metric("alert_relay_hooks_failed_total", hook="fails") == 2, 10, "the hook"
+    )
+    # Delivered now: the next reminder is a duplicate again (forward_repeats is false).
+    time.sleep(max(0.0, queued_at + 3.1 - time.monotonic()))
+    response = relay.post("critical", firing).json()
+    assert response["queued"] == 1 and response["duplicates"] == 2  # the failed hook again
+    time.sleep(0.3)
+    assert sink.count() == 2
+
+
+def test_a_request_that_cannot_be_built_backs_off_and_dies_at_max_age(
+    start_relay: Callable[..., RelayProcess], sink: Sink, tmp_path: Path
+) -> None:
+    # "€" is not Latin-1: basic auth cannot carry it (aiohttp raises ValueError).
+    (tmp_path / "password").write_text("pass€word\n")
+    config = BASE_CONFIG.format(url=sink.url).replace("max_age: 30s", "max_age: 1s")
+    config += "    basic_auth: {username: relay, password_file: password}\n"
+    relay = start_relay(config)
+    assert relay.post("critical", notification()).status_code == 200
+    wait_for(
+        lambda: relay.metric("alert_relay_dead_letters_total", destination="sink") == 1,
+        10,
+        "a dead letter at max_age",
+    )
+    # Retried with the backoff (50 ms doubling to 200 ms) for a second, like any failure
+    # (not once every 30 s, past max_age).
+    assert relay.metric("alert_relay_forward_attempts_total", result="error") >= 3
+    (letter,) = relay.get("/api/v1/dead-letters").json()["data"]["deadLetters"]
+    assert "cannot build the request: UnicodeEncodeError" in letter["reason"]
+    assert "pass€word" not in relay.log and "Traceback" not in relay.log
+    assert sink.count() == 0

@@ -3,8 +3,12 @@ reloads, health."""
 
 from __future__ import annotations
 
+import ast
 import json
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -136,6 +140,70 @@ def test_basic_auth_from_the_web_config(
     assert relay.post("open", notification(), token=None).status_code == 401
     response = relay.post("open", notification(), token=None, auth=("prometheus", "scrape-pw"))
     assert response.status_code == 200
+
+
+# Clients that send wrong passwords as fast as they are answered, until stdin closes; then
+# print how the relay answered. A process of its own: its threads must not slow the test's
+# own requests (they share nothing, not even the GIL).
+FLOOD = """
+import collections, sys, threading, requests
+url, clients = sys.argv[1], int(sys.argv[2])
+stop = threading.Event()
+answers = collections.Counter()
+def flood(n):
+    with requests.Session() as session:
+        tries = 0
+        while not stop.is_set():
+            tries += 1
+            wrong = ("prometheus", f"wrong-{n}-{tries}")
+            answers[session.get(url, auth=wrong, timeout=60).status_code] += 1
+threads = [threading.Thread(target=flood, args=(n,)) for n in range(clients)]
+for thread in threads:
+    thread.start()
+sys.stdin.read()
+stop.set()
+for thread in threads:
+    thread.join()
+print(dict(answers))
+"""
+
+
+def test_a_flood_of_wrong_passwords_stalls_neither_metrics_nor_webhooks(
+    start_relay: Callable[..., RelayProcess], sink: Sink, tmp_path: Path
+) -> None:
+    # exporter-toolkit's cost, 10: tens of milliseconds a check, by design.
+    hashed = bcrypt.hashpw(b"scrape-pw", bcrypt.gensalt(rounds=10)).decode()
+    web = _web_config(tmp_path, f"basic_auth_users:\n  prometheus: {hashed}\n")
+    config = BASE_CONFIG.format(url=sink.url).replace(
+        "receivers:\n", "receivers:\n  open:\n    destinations: [sink]\n", 1
+    )
+    relay = start_relay(config, f"--web.config.file={web}")
+    good = ("prometheus", "scrape-pw")
+    assert relay.get("/metrics", auth=good).status_code == 200  # checked, then remembered
+    flood = subprocess.Popen(
+        [sys.executable, "-c", FLOOD, relay.url + "/metrics", "24"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1)  # the flood builds up
+        for n in range(5):
+            started = time.monotonic()
+            assert relay.get("/metrics", auth=good).status_code == 200
+            assert time.monotonic() - started < 1.0
+            started = time.monotonic()
+            body = notification(alert(instance=f"during-flood-{n}"))
+            assert relay.post("open", body, token=None, auth=good).status_code == 200
+            assert time.monotonic() - started < 1.0
+    finally:
+        answers, _ = flood.communicate(timeout=60)
+    refused = ast.literal_eval(answers)
+    assert set(refused) <= {401, 503} and refused[401] > 0, refused
+    checks = "alert_relay_basic_auth_checks_total"
+    assert relay.metric(checks, auth=good, result="denied") > 0
+    assert relay.metric(checks, auth=good, result="cached") >= 10
+    wait_for(lambda: sink.count() == 5, 10, "the webhooks' alerts forwarded")
 
 
 def test_tls_client_certificates_and_a_certificate_swap(

@@ -1,3 +1,3 @@
 """Prometheus exporter for per-container Docker state."""
 
-__version__ = "2.0.0"
+__version__ = "2.1.0"

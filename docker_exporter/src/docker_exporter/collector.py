@@ -19,6 +19,110 @@ def _gauge(name: str, documentation: str, extra: Iterable[str] = ()) -> GaugeMet
     return GaugeMetricFamily(name, documentation, labels=[*_LABELS, *extra])
 
 
+def _counter(name: str, documentation: str, extra: Iterable[str] = ()) -> CounterMetricFamily:
+    # prometheus_client appends _total to the samples' name.
+    return CounterMetricFamily(name, documentation, labels=[*_LABELS, *extra])
+
+
+# The network counters: (name, HELP, InterfaceCounters field), per interface.
+_NETWORK = (
+    ("receive_bytes", "Bytes received", "receive_bytes"),
+    ("transmit_bytes", "Bytes sent", "transmit_bytes"),
+    ("receive_errors", "Packets received with errors", "receive_errors"),
+    ("transmit_errors", "Packets that could not be sent for errors", "transmit_errors"),
+    (
+        "receive_packets_dropped",
+        "Received packets dropped (no room, unknown protocol ...)",
+        "receive_dropped",
+    ),
+    ("transmit_packets_dropped", "Packets dropped on the way out", "transmit_dropped"),
+)
+_NETWORK_SOURCE = (
+    " on the interface, in the container's network namespace (/proc/<pid>/net/dev); "
+    "running containers with a network namespace of their own only."
+)
+
+
+class _HostFamilies:
+    """The families of what the host's files tell (cgroup.HostFigures): OOM kills, CPU, network."""
+
+    def __init__(self) -> None:
+        self.oom_kills = _counter(
+            "docker_container_memory_oom_kills",
+            "Processes the kernel's OOM killer killed in the container's memory cgroup "
+            "since this run started (memory.oom_control or memory.events); running only.",
+        )
+        self.cpu_usage = _counter(
+            "docker_container_cpu_usage_seconds",
+            "CPU time the container used since this run started (cpuacct.usage or cpu.stat "
+            "usage_usec); running only.",
+        )
+        self.cpu_limit = _gauge(
+            "docker_container_cpu_limit_cores",
+            "CPU cores the container's CFS quota allows (quota / period), 0 when it has no "
+            "quota; running only.",
+        )
+        self.cpu_periods = _counter(
+            "docker_container_cpu_cfs_periods",
+            "CFS enforcement periods in which the container could run (cpu.stat nr_periods); "
+            "running containers with a CPU quota only.",
+        )
+        self.cpu_throttled_periods = _counter(
+            "docker_container_cpu_cfs_throttled_periods",
+            "CFS periods in which the container used up its quota and was throttled "
+            "(cpu.stat nr_throttled); running containers with a CPU quota only.",
+        )
+        self.cpu_throttled_seconds = _counter(
+            "docker_container_cpu_cfs_throttled_seconds",
+            "Time the container's threads spent throttled (cpu.stat throttled_time or "
+            "throttled_usec); running containers with a CPU quota only.",
+        )
+        self.network = [
+            (
+                _counter(
+                    f"docker_container_network_{name}",
+                    help_text + _NETWORK_SOURCE,
+                    ["interface"],
+                ),
+                attribute,
+            )
+            for name, help_text, attribute in _NETWORK
+        ]
+
+    def add(self, labels: list[str], container: Container) -> None:
+        """The series of one running container: those of its figures that could be read."""
+        if container.oom_kills is not None:
+            self.oom_kills.add_metric(labels, container.oom_kills)
+        cpu = container.cpu
+        if cpu is not None:
+            values = [(self.cpu_usage, cpu.usage_seconds), (self.cpu_limit, cpu.limit_cores)]
+            # Like cAdvisor, the CFS counters only for a container with a quota
+            # (or one it had in this run): without, they stay 0 and cost 3 series.
+            if (cpu.limit_cores or 0) > 0 or (cpu.periods or 0) > 0:
+                values += [
+                    (self.cpu_periods, cpu.periods),
+                    (self.cpu_throttled_periods, cpu.throttled_periods),
+                    (self.cpu_throttled_seconds, cpu.throttled_seconds),
+                ]
+            for family, value in values:
+                if value is not None:
+                    family.add_metric(labels, value)
+        for interface in container.network or ():
+            for family, attribute in self.network:
+                family.add_metric([*labels, interface.interface], getattr(interface, attribute))
+
+    def families(self) -> list[Metric]:
+        return [
+            self.oom_kills,
+            self.cpu_usage,
+            self.cpu_limit,
+            self.cpu_periods,
+            self.cpu_throttled_periods,
+            self.cpu_throttled_seconds,
+            *(family for family, _attribute in self.network),
+        ]
+
+
 def container_metrics(containers: list[Container]) -> list[Metric]:
     """The per-container metric families for one scrape's containers."""
     state = _gauge(
@@ -62,6 +166,7 @@ def container_metrics(containers: list[Container]) -> list[Metric]:
         "1 when this scrape's inspect call for the container failed: only its state "
         "(from the list call) is sent, 0 otherwise.",
     )
+    host = _HostFamilies()
     for container in containers:
         labels = list(container.labels)
         for value in STATES:
@@ -79,10 +184,12 @@ def container_metrics(containers: list[Container]) -> list[Metric]:
         if container.finished_at is not None:
             finished.add_metric(labels, container.finished_at)
         mounts.add_metric(labels, container.mounts)
-        if container.running:
-            if container.memory_usage is not None:
-                mem_usage.add_metric(labels, container.memory_usage)
-            mem_limit.add_metric(labels, container.memory_limit)
+        if not container.running:
+            continue
+        if container.memory_usage is not None:
+            mem_usage.add_metric(labels, container.memory_usage)
+        mem_limit.add_metric(labels, container.memory_limit)
+        host.add(labels, container)
     return [
         state,
         health,
@@ -95,6 +202,7 @@ def container_metrics(containers: list[Container]) -> list[Metric]:
         mem_usage,
         mem_limit,
         inspect_failed,
+        *host.families(),
     ]
 
 

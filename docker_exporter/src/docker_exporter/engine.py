@@ -4,6 +4,8 @@ A scrape is one ``GET /containers/json?all=1``, one inspect per container and,
 for running containers, their memory: read from cgroupfs when the exporter
 runs on the engine's host (``auto``/``cgroup``), or one one-shot stats call
 per running container (``stats``, and ``auto`` when cgroupfs cannot give it).
+CPU, OOM kills and network come from the host's files only, read with the
+memory (see cgroup.py): with ``stats`` they are not sent.
 Inspect and stats calls run in bounded thread pools; the scrape as a whole has
 a deadline after which it gives up, and it never blocks past that deadline.
 """
@@ -24,7 +26,7 @@ from docker.errors import NotFound
 from docker.utils import version_lt
 
 from docker_exporter import __version__
-from docker_exporter.cgroup import CgroupMemoryReader
+from docker_exporter.cgroup import CgroupReader
 from docker_exporter.parsing import (
     Container,
     container_from_inspect,
@@ -63,7 +65,7 @@ class EngineScraper:
         stats_concurrency: int = 128,
         deadline: float = 8.0,
         memory_source: str = "auto",
-        cgroup_reader: CgroupMemoryReader | None = None,
+        cgroup_reader: CgroupReader | None = None,
     ) -> None:
         if memory_source not in MEMORY_SOURCES:
             raise ValueError(f"memory source must be one of {MEMORY_SOURCES}")
@@ -89,7 +91,7 @@ class EngineScraper:
 
         local = is_unix_socket(base_url)
         use_cgroup = memory_source == "cgroup" or (memory_source == "auto" and local)
-        self._cgroup = (cgroup_reader or CgroupMemoryReader()) if use_cgroup else None
+        self._cgroup = (cgroup_reader or CgroupReader()) if use_cgroup else None
         if self._cgroup is not None and not self._cgroup.available:
             if memory_source == "cgroup":
                 log.warning("no cgroup hierarchy with memory figures is mounted: no memory usage")
@@ -173,7 +175,14 @@ class EngineScraper:
             return err
         container = container_from_inspect(payload)
         if container.running and self._cgroup is not None:
-            container.memory_usage = self._cgroup.memory_usage(container.pid, container.full_id)
+            figures = self._cgroup.read(
+                container.pid, container.full_id, network=container.own_network_namespace
+            )
+            if figures is not None:
+                container.memory_usage = figures.memory_usage
+                container.oom_kills = figures.oom_kills
+                container.cpu = figures.cpu
+                container.network = figures.network
             if container.memory_usage is None:
                 self._warn_cgroup_once(container)
         return container

@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from docker_exporter.cgroup import CpuFigures, InterfaceCounters
 
 # The states the Engine reports in State.Status, and the health statuses in
 # State.Health.Status plus "none" for a container without a healthcheck.
@@ -94,7 +97,14 @@ class Container:
     mounts: int
     memory_limit: int
     pid: int
+    # HostConfig.NetworkMode: "bridge", "default", a network's name, "host",
+    # "none" or "container:<id>".
+    network_mode: str = ""
     memory_usage: int | None = None
+    # From the host's files (cgroup.HostFigures), running containers only.
+    oom_kills: int | None = None
+    cpu: CpuFigures | None = None
+    network: tuple[InterfaceCounters, ...] | None = None
     # Known only from the list call: its inspect failed in this scrape.
     inspect_failed: bool = False
 
@@ -111,6 +121,17 @@ class Container:
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+    @property
+    def own_network_namespace(self) -> bool:
+        """False when the container uses the host's network, another container's, or none.
+
+        Its main process's interfaces are then the host's (every other
+        container's veth among them), the other container's (counted there),
+        or only loopback: nothing of its own to report.
+        """
+        mode = self.network_mode
+        return mode not in ("host", "none") and not mode.startswith("container:")
 
 
 LABEL_NAMES = ("name", "id", "image", "compose_project", "compose_service")
@@ -150,6 +171,7 @@ def container_from_inspect(inspect: dict[str, Any]) -> Container:
         mounts=len(inspect.get("Mounts") or ()),
         memory_limit=int(host_config.get("Memory") or 0),
         pid=int(state.get("Pid") or 0),
+        network_mode=host_config.get("NetworkMode") or "",
     )
 
 

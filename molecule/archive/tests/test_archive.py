@@ -65,16 +65,19 @@ UPGRADE = {f"{role}_version": VERSIONS[role]["upgrade"] for role in SERVICES}
 current = {f"{role}_version": VERSIONS[role]["base"] for role in SERVICES}
 
 
-def load_stack_tests():
-    """The stack scenario's test module: its checks hold for archive installs too."""
-    path = PROJECT / "molecule" / "stack" / "tests" / "test_stack.py"
-    spec = importlib.util.spec_from_file_location("stack_scenario_tests", path)
+def load_stack_tests(name="test_stack.py", scenario="stack"):
+    """A test module of the stack scenario (or the tags scenario, on the same host):
+    its checks hold for archive installs too."""
+    path = PROJECT / "molecule" / scenario / "tests" / name
+    spec = importlib.util.spec_from_file_location(f"{scenario}_scenario_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 stack = load_stack_tests()
+catalog_metrics_tests = load_stack_tests("test_catalog_metrics.py")
+tag_tests = load_stack_tests("test_tags.py", scenario="tags")
 # Autouse, module-scoped: every scrape target is up before the first test.
 targets_up = stack.targets_up
 main_pid = stack.main_pid
@@ -230,15 +233,21 @@ def test_a_container_exiting_with_an_error_raises_configuration_error(host):
 
 
 def test_rules_tag_touches_only_rule_files_and_reloads_prometheus(host):
-    stack.test_rules_tag_touches_only_rule_files_and_reloads_prometheus(host)
+    tag_tests.rules_tag_contract(host)
 
 
 def test_routing_tag_touches_only_alertmanager_and_reloads_it(host):
-    stack.test_routing_tag_touches_only_alertmanager_and_reloads_it(host)
+    tag_tests.routing_tag_contract(host)
 
 
 def test_exporters_tag_reconfigures_exporters_only(host):
-    stack.test_exporters_tag_reconfigures_exporters_only(host)
+    tag_tests.exporters_tag_contract(host)
+
+
+def test_every_metric_the_catalog_reads_is_served_by_the_releases(host):
+    """Upstream's releases (Debian 13's versions) serve every metric an alert reads."""
+    for prefix, url in catalog_metrics_tests.SERVICES:
+        catalog_metrics_tests.test_every_metric_the_catalog_reads_is_served(host, prefix, url)
 
 
 # --- Failures before anything changes ---------------------------------------------

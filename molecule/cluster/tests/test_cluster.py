@@ -8,12 +8,14 @@ rather than Molecule's per-host `host` fixture (and run once each).
 
 import json
 import os
+import re
 import subprocess
 import time
 
 import pytest
 import testinfra
 from molecule_helpers import (
+    catalog_metrics,
     changed_tasks,
     get_json,
     get_text,
@@ -110,6 +112,21 @@ def test_the_alertmanagers_form_one_cluster():
             return metric_value(metrics, "alertmanager_cluster_members") == 2
 
         wait_for(members, timeout=60, what=f"two cluster members seen by {name}")
+
+
+def test_the_cluster_and_remote_write_metrics_the_catalog_reads_are_served():
+    """The metrics of the alerts that only a cluster or remote_write feeds (the stack
+    scenario checks the others)."""
+    wanted = {
+        "9093": catalog_metrics("alertmanager_cluster_"),
+        "9090": catalog_metrics("prometheus_remote_storage_"),
+    }
+    assert all(wanted.values())
+    for name in MONITORING:
+        for port, names in wanted.items():
+            text = get_text(on(name), f"http://{ADDRESS[name]}:{port}/metrics")
+            served = set(re.findall(r"^([a-z_]+)", text, re.MULTILINE))
+            assert names <= served, f"{name}:{port} lacks {sorted(names - served)}"
 
 
 def test_each_server_carries_its_replica_label_and_both_send_to_both():

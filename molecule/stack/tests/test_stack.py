@@ -1,5 +1,6 @@
 """The whole stack from site.yml: targets up, rules healthy, real faults travel
-to the receiver and back, and the tag contract holds."""
+to the receiver and back, and check mode predicts a real run. The tag contract
+(README "Tags") is tested by the `tags` scenario (molecule/tags)."""
 
 import json
 import re
@@ -14,8 +15,6 @@ from molecule_helpers import (
     exited_container,
     file_checksums,
     get_json,
-    get_text,
-    metric_value,
     recap,
     run_playbook,
     stopped,
@@ -24,22 +23,22 @@ from molecule_helpers import (
 )
 
 PROMETHEUS = "http://127.0.0.1:9090"
-ALERTMANAGER = "http://127.0.0.1:9093"
 SITE = "molecule/stack/converge.yml"
 SCENARIO_VARS = yaml.safe_load(
     (Path(__file__).resolve().parents[1] / "inventory/group_vars/monitoring.yml").read_text()
 )
+# The archive scenario's checks read these too (test_archive.py imports this module).
 CONFIG_DIRS = ("/etc/prometheus", "/etc/alertmanager", "/etc/prometheus-redis-exporter")
 UNITS = "/etc/systemd/system"
+
+
+def main_pid(host, unit):
+    return host.check_output("systemctl show -P MainPID %s", unit)
 
 
 def firing_alerts(host, alertname):
     alerts = get_json(host, f"{PROMETHEUS}/api/v1/alerts")["data"]["alerts"]
     return [a for a in alerts if a["labels"]["alertname"] == alertname and a["state"] == "firing"]
-
-
-def main_pid(host, unit):
-    return host.check_output("systemctl show -P MainPID %s", unit)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -153,93 +152,6 @@ def test_a_container_exiting_with_an_error_raises_configuration_error(host):
     assert alert["labels"]["image"] == "debian:bookworm"
     assert alert["annotations"]["description"].startswith(
         f"Container {name} (debian:bookworm) exited with code 3 on "
-    )
-
-
-def test_rules_tag_touches_only_rule_files_and_reloads_prometheus(host):
-    before = {d: file_checksums(host, d) for d in (*CONFIG_DIRS, UNITS)}
-    pids = {unit: main_pid(host, unit) for unit in ("prometheus", "prometheus-alertmanager")}
-    reloaded = metric_value(
-        get_text(host, f"{PROMETHEUS}/metrics"),
-        "prometheus_config_last_reload_success_timestamp_seconds",
-    )
-
-    # The scenario's own overrides stay: only the threshold differs.
-    overrides = {
-        **SCENARIO_VARS["prometheus_alert_overrides"],
-        "HighRejectionRate": {"threshold": 97},
-    }
-    rc, output = run_playbook(
-        SITE,
-        "--tags",
-        "rules",
-        extra_vars={"prometheus_alert_overrides": overrides},
-    )
-
-    assert rc == 0, output
-    assert changed_tasks(output) == [
-        "prometheus : Put the alert rules live once promtool accepts them",
-        "prometheus : Reload prometheus",
-    ]
-    after = {d: file_checksums(host, d) for d in (*CONFIG_DIRS, UNITS)}
-    changed = {path for d in after for path in after[d] if after[d][path] != before[d].get(path)}
-    assert changed == {"/etc/prometheus/rules/trading-bot.yml"}
-    assert {unit: main_pid(host, unit) for unit in pids} == pids
-    assert (
-        metric_value(
-            get_text(host, f"{PROMETHEUS}/metrics"),
-            "prometheus_config_last_reload_success_timestamp_seconds",
-        )
-        > reloaded
-    )
-
-
-def test_routing_tag_touches_only_alertmanager_and_reloads_it(host):
-    before = {d: file_checksums(host, d) for d in (*CONFIG_DIRS, UNITS)}
-    pids = {unit: main_pid(host, unit) for unit in ("prometheus", "prometheus-alertmanager")}
-
-    rc, output = run_playbook(
-        SITE, "--tags", "routing", extra_vars={"alertmanager_repeat_interval": "6h"}
-    )
-
-    assert rc == 0, output
-    assert changed_tasks(output) == [
-        "alertmanager : Validate Alertmanager's configuration and put it live",
-        "alertmanager : Reload alertmanager",
-    ]
-    after = {d: file_checksums(host, d) for d in (*CONFIG_DIRS, UNITS)}
-    changed = {path for d in after for path in after[d] if after[d][path] != before[d].get(path)}
-    assert changed == {"/etc/alertmanager/alertmanager.yml"}
-    assert {unit: main_pid(host, unit) for unit in pids} == pids
-    status = get_json(host, f"{ALERTMANAGER}/api/v2/status")
-    assert "repeat_interval: 6h" in status["config"]["original"]
-
-
-def test_exporters_tag_reconfigures_exporters_only(host):
-    before = {d: file_checksums(host, d) for d in CONFIG_DIRS}
-    pids = {unit: main_pid(host, unit) for unit in ("prometheus", "prometheus-alertmanager")}
-
-    rc, output = run_playbook(
-        SITE, "--tags", "exporters", extra_vars={"node_exporter_collectors_enabled": ["systemd"]}
-    )
-
-    assert rc == 0, output
-    assert changed_tasks(output) == [
-        "monitoring_service : Install the hardened systemd unit of prometheus-node-exporter",
-        "monitoring_service : Restart for a new unit or binary: prometheus-node-exporter",
-    ]
-    monitoring_tasks = re.findall(
-        r"^TASK \[prometheus_alerting\.stack\.(?:prometheus|alertmanager) : (.*)\]",
-        output,
-        re.M,
-    )
-    # Only the roles' argument checks, which run under every tag.
-    assert all(task.startswith("Validating arguments") for task in monitoring_tasks)
-    assert {d: file_checksums(host, d) for d in CONFIG_DIRS} == before
-    assert {unit: main_pid(host, unit) for unit in pids} == pids
-    assert (
-        "--collector.systemd"
-        in host.file(f"{UNITS}/prometheus-node-exporter.service").content_string
     )
 
 
