@@ -9,11 +9,14 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+
+import yaml
 
 PROJECT = Path(__file__).resolve().parents[2]
 # How Ansible names the project's roles in its output.
@@ -192,11 +195,25 @@ def exited_container(prefix, code=3):
         subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
 
 
+class _CatalogLoader(yaml.SafeLoader):
+    """The catalog's !unsafe strings (Prometheus templates) as plain strings."""
+
+
+_CatalogLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+
+
 def catalog_metrics(prefix):
-    """Every metric name starting with `prefix` that an alert of the catalog reads."""
+    """Every metric name starting with `prefix` that an alert of the catalog reads (not a
+    job name of the templates, `{{ job.dragonflydb }}`, nor a word of a comment)."""
     names = set()
-    expression = re.compile(r"expr: !unsafe (?:\|-.*\n)?((?:.|\n)*?)\n      \w")
-    for path in (PROJECT / "roles/prometheus/defaults/main").glob("alerts_*.yml"):
-        for expr in expression.findall(path.read_text()):
-            names.update(re.findall(rf"\b({prefix}[A-Za-z0-9_]+)", expr))
+    for path in sorted((PROJECT / "roles/prometheus/defaults/main").glob("alerts_*.yml")):
+        for group in yaml.load(path.read_text(), Loader=_CatalogLoader).values():
+            for rule in group["rules"]:
+                names.update(re.findall(rf"(?<![\w.])({prefix}[A-Za-z0-9_]+)", rule["expr"]))
     return names
+
+
+if __name__ == "__main__":
+    # `python3 molecule/shared/molecule_helpers.py redis_`: the names, one per line, for
+    # scenarios verified by Ansible (a pipe lookup).
+    print("\n".join(sorted(catalog_metrics(sys.argv[1]))))
