@@ -5,10 +5,7 @@ running service reports the change afterwards (not just the file), only what the
 says restarts (the others keep their PID; a reload is seen in the service's own reload
 timestamp), no other file changes, and a second run of the same tag changes nothing.
 
-One run per tag, and a rerun of each tag an operator runs for a change: the README's
-tags, each role's tag and `<role>_configure`. `<role>_install` and `<role>_service` run
-once: their tasks are part of the role's tag, whose rerun covers them, and each run of
-site.yml costs 15 to 40 seconds here. The tests build on each other in file order: each
+One run per tag, and its rerun. The tests build on each other in file order: each
 starts from the settings the previous one left (STATE, the extra variables the host
 is converged to), per role `<role>_configure`, `<role>_service`, `<role>_install` and
 the role's own tag; `exporters` and `monitoring` then put every setting the chains
@@ -455,6 +452,7 @@ def test_node_exporter_service_tag_changes_a_flag_with_a_restart(host):
     )
     assert 'collector="netstat"' not in metrics
     assert "--no-collector.netstat" in cmdline(host, "prometheus-node-exporter")
+    rerun("node_exporter_service")
 
 
 def test_node_exporter_install_tag_installs_its_package_and_restarts_nothing(host):
@@ -464,6 +462,7 @@ def test_node_exporter_install_tag_installs_its_package_and_restarts_nothing(hos
 
     assert package_installed(host, "prometheus-node-exporter")
     assert host.run("/usr/bin/prometheus-node-exporter --version").succeeded
+    rerun("node_exporter_install")
 
 
 # --- docker_exporter: the same, with its virtualenv's package ---------------------------
@@ -520,6 +519,7 @@ def test_docker_exporter_service_tag_changes_a_flag_with_a_restart(host):
         timeout=30,
         what="the Docker exporter answering",
     )
+    rerun("docker_exporter_service")
 
 
 def test_docker_exporter_install_tag_installs_its_package_and_restarts_nothing(host):
@@ -528,6 +528,7 @@ def test_docker_exporter_install_tag_installs_its_package_and_restarts_nothing(h
     apply(host, "docker_exporter_install", STATE, changed=installed("docker-exporter"))
 
     assert package_installed(host, "python3-venv")
+    rerun("docker_exporter_install")
 
 
 # --- exporters: every exporter, back to the inventory, a package, the probes' modules -
@@ -618,6 +619,7 @@ def test_dragonflydb_exporter_service_tag_changes_a_flag_with_a_restart(host):
 
     metrics = wait_for(lambda: host.run("curl -fsS %s/metrics", REDIS_EXPORTER).stdout, timeout=30)
     assert "redis_total_system_memory_bytes" in metrics
+    rerun("dragonflydb_exporter_service")
 
 
 def test_dragonflydb_exporter_install_tag_installs_its_package_and_restarts_nothing(host):
@@ -628,6 +630,7 @@ def test_dragonflydb_exporter_install_tag_installs_its_package_and_restarts_noth
     )
 
     assert package_installed(host, "prometheus-redis-exporter")
+    rerun("dragonflydb_exporter_install")
 
 
 def test_dragonflydb_exporter_tag_installs_configures_and_restarts_it_once(host, second_redis):
@@ -685,6 +688,7 @@ def test_blackbox_exporter_service_tag_changes_a_flag_with_a_restart(host):
     )
 
     assert "--log.level=debug" in cmdline(host, "prometheus-blackbox-exporter")
+    rerun("blackbox_exporter_service")
 
 
 def test_blackbox_exporter_install_tag_installs_its_package_and_restarts_nothing(host):
@@ -695,6 +699,7 @@ def test_blackbox_exporter_install_tag_installs_its_package_and_restarts_nothing
     )
 
     assert package_installed(host, "prometheus-blackbox-exporter")
+    rerun("blackbox_exporter_install")
 
 
 def test_blackbox_exporter_tag_installs_configures_and_restarts_it_once(host):
@@ -755,6 +760,7 @@ def test_alert_relay_service_tag_changes_a_flag_with_a_restart(host):
     )
 
     assert "--log.level=debug" in cmdline(host, "alert-relay")
+    rerun("alert_relay_service")
 
 
 def test_alert_relay_install_tag_installs_its_package_and_restarts_nothing(host):
@@ -763,6 +769,7 @@ def test_alert_relay_install_tag_installs_its_package_and_restarts_nothing(host)
     apply(host, "alert_relay_install", STATE, changed=installed("alert-relay"))
 
     assert package_installed(host, "python3-venv")
+    rerun("alert_relay_install")
 
 
 def test_alert_relay_tag_installs_configures_and_restarts_it_once(host):
@@ -817,6 +824,7 @@ def test_alertmanager_service_tag_changes_a_flag_with_a_restart(host):
     )
 
     assert "--data.retention=721h" in cmdline(host, "prometheus-alertmanager")
+    rerun("alertmanager_service")
 
 
 def test_alertmanager_install_tag_installs_its_package_and_restarts_nothing(host):
@@ -825,6 +833,7 @@ def test_alertmanager_install_tag_installs_its_package_and_restarts_nothing(host
     apply(host, "alertmanager_install", STATE, changed=installed("prometheus-alertmanager"))
 
     assert package_installed(host, "prometheus-alertmanager")
+    rerun("alertmanager_install")
 
 
 def test_alertmanager_tag_installs_configures_and_restarts_it_once(host):
@@ -890,6 +899,7 @@ def test_prometheus_service_tag_changes_a_flag_with_a_restart(host):
 
     assert wait_for(lambda: host.run("curl -fsS %s/-/ready", PROMETHEUS).succeeded, timeout=60)
     assert retention(host) == "16d"
+    rerun("prometheus_service")
 
 
 def test_prometheus_install_tag_installs_its_package_and_restarts_nothing(host):
@@ -898,6 +908,7 @@ def test_prometheus_install_tag_installs_its_package_and_restarts_nothing(host):
     apply(host, "prometheus_install", STATE, changed=installed("prometheus"))
 
     assert package_installed(host, "prometheus")
+    rerun("prometheus_install")
 
 
 def test_prometheus_tag_installs_configures_and_restarts_it_once(host):
