@@ -444,8 +444,13 @@ class Prometheus(Service):
                 "scrape_timeout": "900ms",
             },
             "rule_files": ["rules/*.yml"],
+            # Prometheus sends each batch to every Alertmanager and waits for all: a
+            # hung one holds the others' updates for this timeout, which must stay well
+            # below an alert's validity (4 resend delays), as 10s is below 4m in production.
             "alerting": {
-                "alertmanagers": [{"static_configs": [{"targets": list(self.alertmanagers)}]}]
+                "alertmanagers": [
+                    {"timeout": "2s", "static_configs": [{"targets": list(self.alertmanagers)}]}
+                ]
             }
             if self.alertmanagers
             else {},
@@ -554,7 +559,10 @@ class Alertmanager(Service):
         cluster = (
             [f"--cluster.listen-address=127.0.0.1:{self.cluster_port}"]
             + [f"--cluster.peer={peer}" for peer in peers or []]
-            + ["--cluster.peer-timeout=2s", "--cluster.gossip-interval=200ms"]
+            # Gossip accelerated; each member waits its position x peer-timeout for the
+            # notification log of those before it: 5 s leaves a member that just came
+            # back (and a loaded machine) time to hear what the other sent (15s upstream).
+            + ["--cluster.peer-timeout=5s", "--cluster.gossip-interval=200ms"]
             if peers is not None
             else ["--cluster.listen-address="]
         )
@@ -640,15 +648,24 @@ def only_filesystems_under(path: Path) -> list[dict]:
 
 class Sender:
     """Sends alerts to Alertmanagers the way Prometheus does: again every ``every`` seconds,
-    each valid for 4 of those, until resolved (``resolve``) or stopped (``stop``)."""
+    each valid for ``valid_for`` (4 of those, as Prometheus), until resolved (``resolve``) or
+    stopped (``stop``). Each Alertmanager has a loop of its own: one that hangs does not
+    delay the others past the alerts' validity, which would resolve them."""
 
-    def __init__(self, alertmanagers: list[str], every: float = 1.0) -> None:
+    def __init__(
+        self, alertmanagers: list[str], every: float = 1.0, valid_for: float | None = None
+    ) -> None:
         self.alertmanagers = alertmanagers
         self.every = every
+        self.valid_for = valid_for or 4 * every
         self.firing: dict[str, dict] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(address,), daemon=True)
+            for address in alertmanagers
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def fire(self, labels: dict[str, str], annotations: dict[str, str] | None = None) -> None:
         key = json.dumps(labels, sort_keys=True)
@@ -657,28 +674,33 @@ class Sender:
             "annotations": annotations or {"summary": "a test alert"},
             "startsAt": _rfc3339(time.time()),
         }
-        self._send()
+        self._post(self._current())
 
     def resolve(self, labels: dict[str, str]) -> None:
         alert = self.firing.pop(json.dumps(labels, sort_keys=True))
         self._post([{**alert, "endsAt": _rfc3339(time.time())}])
 
-    def _send(self) -> None:
-        until = _rfc3339(time.time() + 4 * self.every)
-        self._post([{**alert, "endsAt": until} for alert in list(self.firing.values())])
+    def _current(self) -> list[dict]:
+        until = _rfc3339(time.time() + self.valid_for)
+        return [{**alert, "endsAt": until} for alert in list(self.firing.values())]
 
     def _post(self, alerts: list[dict]) -> None:
         for address in self.alertmanagers:
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                http_json(f"http://{address}/api/v2/alerts", "POST", alerts, timeout=2)
+            self._post_to(address, alerts)
 
-    def _run(self) -> None:
+    @staticmethod
+    def _post_to(address: str, alerts: list[dict]) -> None:
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            http_json(f"http://{address}/api/v2/alerts", "POST", alerts, timeout=2)
+
+    def _run(self, address: str) -> None:
         while not self._stop.wait(self.every):
-            self._send()
+            self._post_to(address, self._current())
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        for thread in self._threads:
+            thread.join()
 
 
 def _rfc3339(at: float) -> str:

@@ -195,7 +195,10 @@ def test_alertmanager_peer_unreachable_pages_once_and_notifies_once(bench, catal
         (second.address, {"instance": "alertmanager-2"}),
     ]
     bench.start(prometheus)
-    sender = Sender([first.address, second.address])
+    # The frozen one reads the requests queued in its socket when it thaws: alerts valid
+    # for 4 s would be stale by then, and resolve what the other notified. Prometheus'
+    # alerts are valid for 4 minutes (4 resend delays): a freeze shorter than that.
+    sender = Sender([first.address, second.address], valid_for=60)
     bench.cleanups.append(sender.stop)
     recorder.wait_for_page("Watchdog")
     started = time.time()
