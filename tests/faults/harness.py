@@ -233,6 +233,17 @@ class Recorder:
             last[group] = state
         return repeated
 
+    def resolved(self, alertname: str, since: float = 0.0) -> list[tuple[str, dict]]:
+        """(receiver, alert) of every notification that ``alertname`` resolved."""
+        return [
+            (receiver, alert)
+            for receiver, alert in self.alerts(since, status="resolved")
+            if alert["labels"]["alertname"] == alertname
+        ]
+
+    def wait_for_resolved(self, alertname: str, since: float = 0.0, timeout: float = 60) -> None:
+        wait_for(lambda: self.resolved(alertname, since), timeout, f"{alertname} resolved")
+
     def wait_for_page(self, alertname: str, since: float = 0.0, timeout: float = 60) -> dict:
         def arrived() -> dict | None:
             for (_receiver, labels), alert in self.pages(since, watchdog=True).items():
@@ -644,6 +655,23 @@ def only_filesystems_under(path: Path) -> list[dict]:
         },
         {"source_labels": ["mountpoint", "__tmp_under_test"], "regex": ".+;", "action": "drop"},
     ]
+
+
+# Two critical alerts as Prometheus would send them, for tests that send alerts themselves.
+CRITICAL = {
+    "alertname": "TradingBotDown",
+    "severity": "critical",
+    "service": "trading-bot",
+    "instance": "bot1",
+    "job": "trading-bot",
+}
+ANOTHER = {
+    "alertname": "DataConsumerDown",
+    "severity": "critical",
+    "service": "data-consumer",
+    "instance": "consumer1",
+    "job": "data-consumer",
+}
 
 
 class Sender:

@@ -8,6 +8,8 @@ page under test comes from a rule of the catalog.
 import time
 
 from harness import (
+    ANOTHER,
+    CRITICAL,
     Alertmanager,
     Ext4Image,
     Prometheus,
@@ -18,21 +20,6 @@ from harness import (
     role_default,
     wait_for,
 )
-
-CRITICAL = {
-    "alertname": "TradingBotDown",
-    "severity": "critical",
-    "service": "trading-bot",
-    "instance": "bot1",
-    "job": "trading-bot",
-}
-ANOTHER = {
-    "alertname": "DataConsumerDown",
-    "severity": "critical",
-    "service": "data-consumer",
-    "instance": "consumer1",
-    "job": "data-consumer",
-}
 
 
 def seconds(duration):

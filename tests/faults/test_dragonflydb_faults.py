@@ -158,15 +158,7 @@ def test_dragonflydb_down_is_one_page(bench, catalog, recorder):
     assert recorder.page_names(since=started) == ["DragonflyDBConnectionFailure"]
 
     redis.start(wait=False)
-    wait_for(
-        lambda: [
-            a
-            for _r, a in recorder.alerts(since=started, status="resolved")
-            if a["labels"]["alertname"] == "DragonflyDBConnectionFailure"
-        ],
-        60,
-        "DragonflyDBConnectionFailure resolved",
-    )
+    recorder.wait_for_resolved("DragonflyDBConnectionFailure", since=started, timeout=60)
     assert recorder.page_names(since=started) == ["DragonflyDBConnectionFailure"]
     assert not recorder.duplicates(since=started)
 

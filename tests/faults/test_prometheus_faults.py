@@ -57,8 +57,7 @@ def test_prometheus_killed_keeps_firing_and_pages_once(bench, catalog, recorder)
         "NodeExporterDown no longer fires after the restart"
     )
     assert recorder.page_names(since=started) == ["NodeExporterDown"], recorder.pages(started)
-    resolved = [a for _r, a in recorder.alerts(since=killed, status="resolved")]
-    assert not [a for a in resolved if a["labels"]["alertname"] == "NodeExporterDown"], (
+    assert not recorder.resolved("NodeExporterDown", since=killed), (
         "Alertmanager resolved NodeExporterDown while Prometheus restarted"
     )
     again = [
@@ -77,12 +76,9 @@ def pair_member(bench, catalog, recorder, am, name, **kwargs):
     return Prometheus(name, bench.workdir, catalog, [am.address], {}, recorder.target, **kwargs)
 
 
-def test_prometheus_data_directory_full_pages_once_and_recovers(bench, catalog, recorder):
-    """The data directory fills up under a running Prometheus: every write of its WAL fails,
-    it stores nothing but still evaluates and notifies, so it pages PrometheusNotIngesting
-    itself, once (the jobs' "no target" alerts hold back, although every series leaves the
-    lookback, 15 s here). Space freed, it stores again without a restart and the alert resolves.
-    What it scraped meanwhile is lost (an HA peer has it)."""
+def prometheus_on_its_own_disk(bench, catalog, recorder):
+    """Prometheus and Alertmanager, Prometheus' data on an ext4 file system of its own, with a
+    lookback of 15 s (every series is gone soon after it stops storing); once it pages."""
     am = bench.start(Alertmanager("alertmanager", bench.workdir, catalog, recorder))
     disk = Ext4Image(bench.workdir / "prometheus-data", size_mb=48)
     bench.cleanups.append(disk.close)
@@ -99,6 +95,16 @@ def test_prometheus_data_directory_full_pages_once_and_recovers(bench, catalog, 
         )
     )
     recorder.wait_for_page("Watchdog")
+    return prometheus, disk
+
+
+def test_prometheus_data_directory_full_pages_once_and_recovers(bench, catalog, recorder):
+    """The data directory fills up under a running Prometheus: every write of its WAL fails,
+    it stores nothing but still evaluates and notifies, so it pages PrometheusNotIngesting
+    itself, once (the jobs' "no target" alerts hold back, although every series leaves the
+    lookback, 15 s here). Space freed, it stores again without a restart and the alert resolves.
+    What it scraped meanwhile is lost (an HA peer has it)."""
+    prometheus, disk = prometheus_on_its_own_disk(bench, catalog, recorder)
     started = time.time()
     filler = fill(disk.path)
 
@@ -111,15 +117,7 @@ def test_prometheus_data_directory_full_pages_once_and_recovers(bench, catalog, 
 
     filler.unlink()
     freed = time.time()
-    wait_for(
-        lambda: [
-            a
-            for _r, a in recorder.alerts(since=freed, status="resolved")
-            if a["labels"]["alertname"] == "PrometheusNotIngesting"
-        ],
-        60,
-        "PrometheusNotIngesting resolved once space was freed",
-    )
+    recorder.wait_for_resolved("PrometheusNotIngesting", since=freed, timeout=60)
     assert prometheus.starts == 1, "Prometheus was restarted"
     assert prometheus.value('time() - max(timestamp(up{job="prometheus"}))') < 5
     assert recorder.page_names(since=started) == ["PrometheusNotIngesting"]
@@ -131,22 +129,7 @@ def test_prometheus_data_directory_read_only_pages_once(bench, catalog, recorder
     errors=remount-ro): as with a full disk it stores nothing and pages PrometheusNotIngesting
     once. Repairing the file system is the operator's (stop, fsck, mount, start); after it,
     Prometheus starts on its data and the alert resolves."""
-    am = bench.start(Alertmanager("alertmanager", bench.workdir, catalog, recorder))
-    disk = Ext4Image(bench.workdir / "prometheus-data", size_mb=48)
-    bench.cleanups.append(disk.close)
-    prometheus = bench.start(
-        Prometheus(
-            "prometheus",
-            bench.workdir,
-            catalog,
-            [am.address],
-            {},
-            recorder.target,
-            data_dir=disk.path,
-            extra_flags=["--query.lookback-delta=15s"],
-        )
-    )
-    recorder.wait_for_page("Watchdog")
+    prometheus, disk = prometheus_on_its_own_disk(bench, catalog, recorder)
     started = time.time()
     disk.abort()
 
@@ -159,15 +142,7 @@ def test_prometheus_data_directory_read_only_pages_once(bench, catalog, recorder
     disk.repair()
     repaired = time.time()
     prometheus.start()
-    wait_for(
-        lambda: [
-            a
-            for _r, a in recorder.alerts(since=repaired, status="resolved")
-            if a["labels"]["alertname"] == "PrometheusNotIngesting"
-        ],
-        60,
-        "PrometheusNotIngesting resolved after the repair",
-    )
+    recorder.wait_for_resolved("PrometheusNotIngesting", since=repaired, timeout=60)
     assert recorder.page_names(since=started) == ["PrometheusNotIngesting"]
     assert not recorder.duplicates(since=started)
 
@@ -201,11 +176,7 @@ def test_prometheus_gone_pages_from_its_peer_then_the_dead_mans_switch(bench, ca
     both_gone = time.time()
     # Alertmanager drops the Watchdog 4 x 2 s after its last update, and says it resolved.
     wait_for(
-        lambda: [
-            a
-            for receiver, a in recorder.alerts(since=both_gone, status="resolved")
-            if receiver == "watchdog" and a["labels"]["alertname"] == "Watchdog"
-        ],
+        lambda: [r for r, _a in recorder.resolved("Watchdog", since=both_gone) if r == "watchdog"],
         30,
         "the Watchdog resolved at the dead man's switch",
     )
@@ -339,12 +310,4 @@ def test_prometheus_after_running_a_day_ahead_pages_once(bench, catalog, recorde
             shutil.rmtree(block)
     fixed = time.time()
     prometheus.start()
-    wait_for(
-        lambda: [
-            a
-            for _r, a in recorder.alerts(since=fixed, status="resolved")
-            if a["labels"]["alertname"] == "PrometheusNotIngesting"
-        ],
-        60,
-        "PrometheusNotIngesting resolved",
-    )
+    recorder.wait_for_resolved("PrometheusNotIngesting", since=fixed, timeout=60)

@@ -7,6 +7,8 @@ path: what pages, and that nothing Alertmanager sent is lost or forwarded twice.
 import time
 
 from harness import (
+    ANOTHER,
+    CRITICAL,
     Alertmanager,
     Ext4Image,
     Prometheus,
@@ -16,21 +18,6 @@ from harness import (
     only_filesystems_under,
     wait_for,
 )
-
-CRITICAL = {
-    "alertname": "TradingBotDown",
-    "severity": "critical",
-    "service": "trading-bot",
-    "instance": "bot1",
-    "job": "trading-bot",
-}
-ANOTHER = {
-    "alertname": "DataConsumerDown",
-    "severity": "critical",
-    "service": "data-consumer",
-    "instance": "consumer1",
-    "job": "data-consumer",
-}
 
 
 def relayed(recorder, labels):
