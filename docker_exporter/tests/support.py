@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import pytest
 import requests
+from exporter_web_tests.support import (
+    assert_promtool_clean,
+    serve_in_thread,
+    stop_server,
+    wait_for,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from docker_exporter.cli import build_registry
@@ -33,20 +34,6 @@ __all__ = [
 
 DOCKER_HOST = os.environ.get("DXTEST_DOCKER_HOST", "unix:///var/run/docker.sock")
 TEST_IMAGE = "debian:bookworm"
-
-
-def wait_for(
-    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.2
-) -> object:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass(frozen=True)
@@ -90,22 +77,6 @@ def scrape_url(url: str, **kwargs: object) -> Scrape:
     return Scrape(response.text, seconds)
 
 
-def assert_promtool_clean(text: str) -> None:
-    """``promtool check metrics`` finds nothing to say about ``text`` (Prometheus format).
-
-    promtool comes with Debian's prometheus package, which CI installs
-    (scripts/prepare-machine): missing, the test fails rather than skips.
-    """
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool not found on PATH (Debian package prometheus)")
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
-    )
-    problems = (result.stdout + result.stderr).strip()
-    assert result.returncode == 0 and not problems, f"promtool check metrics:\n{problems}"
-
-
 class RunningExporter:
     """An exporter served in-process from a thread."""
 
@@ -116,8 +87,7 @@ class RunningExporter:
             build_registry(scraper),
             **server_kwargs,  # type: ignore[arg-type]
         )
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        serve_in_thread(self.server)
 
     @property
     def url(self) -> str:
@@ -127,6 +97,5 @@ class RunningExporter:
         return scrape_url(self.url + self.server.telemetry_path, **kwargs)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
         self.scraper.close()

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import logging
 import os
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from exporter_web.listen import parse_listen_address
 from exporter_web.webconfig import WebConfig, WebConfigWatcher, load_web_config
+from exporter_web_tests.support import (
+    Certs,
+    make_certs,
+    new_server_pair,
+    serve_in_thread,
+    stop_server,
+)
 from prometheus_client import Gauge
 from prometheus_client.registry import CollectorRegistry
 
@@ -43,15 +44,13 @@ def serve() -> Iterator[Callable[..., ExporterServer]]:
     servers: list[ExporterServer] = []
 
     def start(listen: str = "127.0.0.1:0", **kwargs: object) -> ExporterServer:
-        server = ExporterServer(listen, registry(), **kwargs)  # type: ignore[arg-type]
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        server = serve_in_thread(ExporterServer(listen, registry(), **kwargs))  # type: ignore[arg-type]
         servers.append(server)
         return server
 
     yield start
     for server in servers:
-        server.shutdown()
-        server.server_close()
+        stop_server(server)
 
 
 @pytest.mark.parametrize(
@@ -136,113 +135,9 @@ def test_extra_headers(serve: Callable[..., ExporterServer], tmp_path: Path) -> 
 # TLS ---------------------------------------------------------------------
 
 
-@dataclass
-class Certs:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    stranger_cert: Path
-    stranger_key: Path
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
-
-
-def _cert(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-    *,
-    ca: bool = False,
-    server: bool = False,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (name, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        builder = builder.add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
-    if issuer:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
-            critical=False,
-        )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    return builder.sign(signing_key, hashes.SHA256())
-
-
-def _write_cert(cert: x509.Certificate, path: Path) -> Path:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    directory = tmp_path_factory.mktemp("certs")
-    ca_key = _key()
-    ca = _cert("dxtest CA", ca_key, None, ca=True)
-    _write_key(ca_key, directory / "ca.key")  # for the certificate rotation test
-    server_key, client_key, stranger_key = _key(), _key(), _key()
-    return Certs(
-        ca=_write_cert(ca, directory / "ca.crt"),
-        server_cert=_write_cert(
-            _cert("localhost", server_key, (ca, ca_key), server=True), directory / "server.crt"
-        ),
-        server_key=_write_key(server_key, directory / "server.key"),
-        client_cert=_write_cert(
-            _cert("prometheus", client_key, (ca, ca_key)), directory / "client.crt"
-        ),
-        client_key=_write_key(client_key, directory / "client.key"),
-        stranger_cert=_write_cert(
-            _cert("stranger", stranger_key, None), directory / "stranger.crt"
-        ),
-        stranger_key=_write_key(stranger_key, directory / "stranger.key"),
-    )
+    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 def _web_config(directory: Path, text: str) -> WebConfig:
@@ -406,22 +301,6 @@ def test_a_broken_change_keeps_the_previous_config(
     assert watcher.last_reload_successful
 
 
-def _server_pair(ca_dir: Path, certs: Certs, name: str) -> tuple[bytes, bytes]:
-    """A new server certificate (same CA) and its key, as PEM bytes."""
-    ca = x509.load_pem_x509_certificate(certs.ca.read_bytes())
-    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), password=None)
-    key = _key()
-    cert = _cert(name, key, (ca, ca_key), server=True)  # type: ignore[arg-type]
-    return (
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
-
-
 def test_a_new_certificate_applies_without_restart(
     serve: Callable[..., ExporterServer],
     certs: Certs,
@@ -440,7 +319,7 @@ def test_a_new_certificate_applies_without_restart(
     first = served_certificate(server, certs.ca)
     assert "reloaded" not in caplog.text  # nothing changed yet: nothing read again
 
-    new_cert, new_key = _server_pair(certs.ca.parent, certs, "localhost")
+    new_cert, new_key = new_server_pair(certs)
     # Halfway through a rotation the certificate does not match the key: the
     # previous pair stays in force until the key follows.
     replace(directory / "server.crt", new_cert)

@@ -92,10 +92,19 @@ def test_the_tarball_holds_the_collection_and_nothing_of_the_workshop(tarball):
         "roles/prometheus/defaults/main/alerts_system.yml",
         "roles/prometheus/README.md",
         "docker_exporter/requirements.lock",
+        "exporter_web/src/exporter_web/cli.py",
         "CHANGELOG.md",
     ):
         assert needed in names, needed
-    for kept_out in (".collections", ".venv", "molecule", "tests/unit", "inventory", "ansible.cfg"):
+    for kept_out in (
+        ".collections",
+        ".venv",
+        "molecule",
+        "tests/unit",
+        "inventory",
+        "ansible.cfg",
+        "exporter_web/tests",
+    ):
         assert not [n for n in names if n == kept_out or n.startswith(kept_out + "/")], kept_out
 
 

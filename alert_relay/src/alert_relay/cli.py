@@ -8,9 +8,14 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 from collections.abc import Sequence
 
+from exporter_web.cli import (
+    add_listen_address_flag,
+    add_log_level_flag,
+    add_web_config_flag,
+    setup_logging,
+)
 from exporter_web.listen import listening_socket
 from exporter_web.webconfig import WebConfigError, WebConfigWatcher
 
@@ -21,14 +26,6 @@ from alert_relay.store import StorageError, Store
 
 log = logging.getLogger("alert_relay")
 
-LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -37,22 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         "forwards each alert to its destinations.",
     )
     add = parser.add_argument
-    add(
-        "--web.listen-address",
-        dest="listen_address",
-        default="127.0.0.1:9097",
-        metavar="HOST:PORT",
-        help="address to listen on; [::1]:9097 for IPv6, :9097 for all interfaces "
-        "(default: %(default)s)",
-    )
-    add(
-        "--web.config.file",
-        dest="web_config_file",
-        default=None,
-        metavar="FILE",
-        help="exporter-toolkit web config (TLS, basic auth); plain HTTP without it. "
-        "Re-read when it or the files it names change",
-    )
+    add_listen_address_flag(parser, "127.0.0.1:9097")
+    add_web_config_flag(parser)
     add(
         "--config.file",
         dest="config_file",
@@ -75,27 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="check --config.file (and --web.config.file), the files they name included, "
         "and exit: 0 when they load, 2 with the reason",
     )
-    add(
-        "--log.level",
-        dest="log_level",
-        choices=sorted(LOG_LEVELS),
-        default="info",
-        help="log level (default: %(default)s)",
-    )
+    add_log_level_flag(parser)
     add("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
-
-
-def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(LOG_LEVELS[level])
-    if LOG_LEVELS[level] > logging.DEBUG:
-        logging.getLogger("aiohttp").setLevel(logging.ERROR)
 
 
 async def _run(relay: Relay, sock_address: str) -> int:
@@ -128,7 +93,7 @@ async def _run(relay: Relay, sock_address: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, quiet=("aiohttp",))
     try:
         config = load_config(args.config_file)
     except ConfigError as err:

@@ -1,21 +1,18 @@
 """Helpers of the relay's tests: the relay as a process, a destination stand-in,
-notifications, certificates, polling."""
+notifications; polling, promtool and certificates from exporter_web_tests."""
 
 from __future__ import annotations
 
 import collections
-import datetime
-import ipaddress
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,12 +20,31 @@ from typing import Any
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from exporter_web_tests.support import (
+    Certs,
+    assert_promtool_clean,
+    make_certs,
+    serve_in_thread,
+    stop_server,
+    wait_for,
+)
 
 from . import PYTHONPATH
+
+__all__ = [
+    "BASE_CONFIG",
+    "TOKEN",
+    "Certs",
+    "RelayProcess",
+    "Sink",
+    "alert",
+    "assert_promtool_clean",
+    "make_certs",
+    "notification",
+    "run_relay",
+    "start_sink",
+    "wait_for",
+]
 
 TOKEN = "am-token-0123456789"
 
@@ -47,20 +63,6 @@ destinations:
     url: {url}/alerts
     timeout: 2s
 """
-
-
-def wait_for(
-    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
-) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- Notifications ---------------------------------------------------------------------------
@@ -154,8 +156,7 @@ class Sink:
             return len(self.received)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 def start_sink(port: int = 0) -> Sink:
@@ -190,7 +191,7 @@ def start_sink(port: int = 0) -> Sink:
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     sink = Sink(server)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    serve_in_thread(server)
     return sink
 
 
@@ -349,97 +350,3 @@ def run_relay(directory: Path, config: str, *args: str) -> subprocess.CompletedP
         timeout=30,
         check=False,
     )
-
-
-def assert_promtool_clean(text: str) -> None:
-    """``promtool check metrics`` finds nothing to say about ``text``.
-
-    promtool comes with Debian's prometheus package, which CI installs
-    (scripts/prepare-machine): missing, the test fails rather than skips.
-    """
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool not found on PATH (Debian package prometheus)")
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
-    )
-    problems = (result.stdout + result.stderr).strip()
-    assert result.returncode == 0 and not problems, f"promtool check metrics:\n{problems}"
-
-
-# --- Certificates ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Certs:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
-
-
-def _certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (name, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-    )
-    if issuer is None:
-        builder = builder.add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
-    else:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
-            critical=False,
-        ).add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    return builder.sign(signing_key, hashes.SHA256())
-
-
-def make_certs(directory: Path, prefix: str = "") -> Certs:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate(f"{prefix}test CA", ca_key, None)
-    paths = {}
-    for role in ("server", "client"):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _certificate(f"{prefix}{role}", key, (ca, ca_key))
-        (directory / f"{prefix}{role}.crt").write_bytes(
-            cert.public_bytes(serialization.Encoding.PEM)
-        )
-        paths[role] = (
-            directory / f"{prefix}{role}.crt",
-            _write_key(key, directory / f"{prefix}{role}.key"),
-        )
-    (directory / f"{prefix}ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    return Certs(directory / f"{prefix}ca.crt", *paths["server"], *paths["client"])

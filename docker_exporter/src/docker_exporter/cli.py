@@ -6,12 +6,17 @@ import argparse
 import logging
 import math
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
 
 from docker.errors import DockerException
+from exporter_web.cli import (
+    add_listen_address_flag,
+    add_log_level_flag,
+    add_web_config_flag,
+    setup_logging,
+)
 from exporter_web.webconfig import WebConfigError, WebConfigWatcher
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.registry import CollectorRegistry
@@ -22,14 +27,6 @@ from docker_exporter.engine import MEMORY_SOURCES, EngineScraper, check_docker_h
 from docker_exporter.server import ExporterServer
 
 log = logging.getLogger("docker_exporter")
-
-LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
 
 
 def _positive_float(text: str) -> float:
@@ -52,14 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prometheus exporter for per-container Docker state.",
     )
     add = parser.add_argument
-    add(
-        "--web.listen-address",
-        dest="listen_address",
-        default="127.0.0.1:9417",
-        metavar="HOST:PORT",
-        help="address to listen on; [::1]:9417 for IPv6, :9417 for all interfaces "
-        "(default: %(default)s)",
-    )
+    add_listen_address_flag(parser, "127.0.0.1:9417")
     add(
         "--web.telemetry-path",
         dest="telemetry_path",
@@ -67,14 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="path of the metrics (default: %(default)s)",
     )
-    add(
-        "--web.config.file",
-        dest="web_config_file",
-        default=None,
-        metavar="FILE",
-        help="exporter-toolkit web config (TLS, basic auth); plain HTTP without it. "
-        "Re-read when it or the files it names change",
-    )
+    add_web_config_flag(parser)
     add(
         "--docker.host",
         dest="docker_host",
@@ -126,13 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="give up a scrape after this long and report docker_engine_up 0 "
         "(default: %(default)s)",
     )
-    add(
-        "--log.level",
-        dest="log_level",
-        choices=sorted(LOG_LEVELS),
-        default="info",
-        help="log level (default: %(default)s)",
-    )
+    add_log_level_flag(parser)
     add("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -150,23 +127,10 @@ def build_registry(
     return registry
 
 
-def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(LOG_LEVELS[level])
-    if LOG_LEVELS[level] > logging.DEBUG:
-        # urllib3 warns per broken or discarded connection: one line per event is ours.
-        logging.getLogger("urllib3").setLevel(logging.ERROR)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, quiet=("urllib3",))
     if not args.telemetry_path.startswith("/"):
         parser.error("--web.telemetry-path must start with /")
     if args.docker_timeout > args.scrape_deadline:

@@ -2,4 +2,4 @@
 the web config file (TLS, basic auth, response headers, reread when its files
 change) and listen addresses."""
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
