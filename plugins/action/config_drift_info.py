@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import (
+    duration_seconds,
+)
 
 # Prometheus' own default, for groups without an interval and configs without one.
 DEFAULT_EVALUATION_INTERVAL = "1m"
@@ -26,23 +29,7 @@ READ = {
     "alertmanager": ["templates/*"],
 }
 
-_DURATION = re.compile(
-    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
-)
-_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 _SPACE = re.compile(r"\s+")
-
-
-def seconds(value):
-    """A Prometheus duration (`90s`, `1h30m`) or a number, in seconds; None if neither."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(str(value).strip())
-    if not match or not any(match.groups()):
-        return None
-    return float(sum(int(n) * unit for n, unit in zip(match.groups(), _UNITS, strict=True) if n))
 
 
 def alertmanager_hash(md5_hex):
@@ -171,7 +158,7 @@ def rule_differences(config_file, files, loaded_groups, default_interval, disk_g
 
 def _group_differences(name, disk, loaded, default_interval, formatted):
     differences = []
-    want_interval = seconds(disk.get("interval", default_interval))
+    want_interval = duration_seconds(disk.get("interval", default_interval))
     if loaded.get("interval") is not None and want_interval != float(loaded["interval"]):
         differences.append(
             f"rule group {name}: interval {disk.get('interval', default_interval)} on disk, "
@@ -203,7 +190,7 @@ def _group_differences(name, disk, loaded, default_interval, formatted):
                 f"{where}: expression on disk `{_flat(expr)}`, running `{running.get('query')}`"
             )
         if running.get("type") == "alerting":
-            want = seconds(rule.get("for", 0)) or 0.0
+            want = duration_seconds(rule.get("for", 0)) or 0.0
             if want != float(running.get("duration") or 0):
                 differences.append(
                     f"{where}: for {rule.get('for', '0s')} on disk, "
@@ -265,7 +252,7 @@ def _same_scalar(disk, running, directory):
         return True
     if isinstance(disk, bool | int | float) and str(disk).lower() == str(running).lower():
         return True
-    if seconds(disk) is not None and seconds(disk) == seconds(running):
+    if duration_seconds(disk) is not None and duration_seconds(disk) == duration_seconds(running):
         return True  # 60s is 1m
     if isinstance(disk, str) and isinstance(running, str) and running.startswith("/"):
         # Relative file names (templates, *_file) are loaded relative to the config file.

@@ -64,7 +64,7 @@ def percentile(sorted_values, q):
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
 
 
-def seconds(milliseconds):
+def ms_to_seconds(milliseconds):
     """Milliseconds as seconds, to the millisecond; None stays None."""
     return None if milliseconds is None else round(milliseconds / 1000.0, 3)
 
@@ -76,9 +76,9 @@ def duration_summary(durations_ms):
         return {"count": 0, "mean": None, "median": None, "p90": None}
     return {
         "count": len(ordered),
-        "mean": seconds(sum(ordered) / len(ordered)),
-        "median": seconds(percentile(ordered, 0.5)),
-        "p90": seconds(percentile(ordered, 0.9)),
+        "mean": ms_to_seconds(sum(ordered) / len(ordered)),
+        "median": ms_to_seconds(percentile(ordered, 0.5)),
+        "p90": ms_to_seconds(percentile(ordered, 0.9)),
     }
 
 
@@ -330,7 +330,7 @@ def alerting_rules(groups):
             {
                 "name": group.get("name"),
                 "file": group.get("file"),
-                "interval": seconds(interval_ms),
+                "interval": ms_to_seconds(interval_ms),
                 "rules": len(group.get("rules") or []),
                 "evaluation_time": group.get("evaluationTime"),
                 "last_evaluation": group.get("lastEvaluation"),
@@ -560,13 +560,13 @@ class ReportBuilder:
             "severity": severity,
             "service": rule_labels.get("service") or _label(in_period, "service"),
             "loaded": rule is not None,
-            "for": seconds((rule or {}).get("for_ms")),
+            "for": ms_to_seconds((rule or {}).get("for_ms")),
             "series": len({iv.key for iv in in_period}),
             "fired": len(fired),
-            "firing_seconds": seconds(firing_ms),
+            "firing_seconds": ms_to_seconds(firing_ms),
             "firing_share": share(covered(union, start, end), self.period_ms),
             "busiest_series_share": share(max(per_series.values(), default=0), self.period_ms),
-            "median_firing_seconds": seconds(percentile(sorted(clipped), 0.5)),
+            "median_firing_seconds": ms_to_seconds(percentile(sorted(clipped), 0.5)),
             "firing_at_start": sum(1 for iv in in_period if iv.first < start),
             "firing_at_end": sum(1 for iv in in_period if iv.resolved > end),
             "resolved": len(resolved),
@@ -575,7 +575,7 @@ class ReportBuilder:
             "flapping": flaps >= self.settings["flapping_min"],
             "across_restarts": sum(iv.restarts for iv in in_period),
             "notifications": notifications,
-            "silenced_seconds": seconds(silenced_ms) if known_ms else None,
+            "silenced_seconds": ms_to_seconds(silenced_ms) if known_ms else None,
             "silenced_share": share(silenced_ms, known_ms),
             "acknowledged": len(acknowledgements),
             "time_to_silence": duration_summary(acknowledgements),
@@ -715,7 +715,10 @@ class ReportBuilder:
 
     def _timeline_row(self, stats, union):
         slot = self.period_ms / TIMELINE_SLOTS
-        bars = [[seconds(a - self.start), seconds(b - self.start)] for a, b in merge(union, slot)]
+        bars = [
+            [ms_to_seconds(a - self.start), ms_to_seconds(b - self.start)]
+            for a, b in merge(union, slot)
+        ]
         return {"name": stats["name"], "severity": stats["severity"], "bars": bars}
 
     def _buckets(self, firings, notifications):

@@ -258,13 +258,25 @@ _DURATION = re.compile(
 _DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 
 
+def duration_seconds(value):
+    """A Prometheus duration (`90s`, `1h30m`, `1d`, `500ms`) or a number, in seconds; None
+    if neither (the one parser of durations: parse_duration checks what it returns)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION.match(str(value).strip())
+    if not match or not any(match.groups()):
+        return None
+    parts = zip(match.groups(), _DURATION_UNITS, strict=True)
+    return float(sum(int(count) * unit for count, unit in parts if count))
+
+
 def parse_duration(text):
     """A Prometheus duration (`90s`, `2h`, `1h30m`, `1d`) as a positive timedelta."""
-    match = _DURATION.match(str(text).strip())
-    if not match or not any(match.groups()):
+    seconds = None if isinstance(text, (int, float)) else duration_seconds(text)
+    if seconds is None:
         raise ValueError(f"{text!r} is not a duration: write e.g. 30m, 2h, 1h30m or 1d")
-    parts = zip(match.groups(), _DURATION_UNITS, strict=True)
-    seconds = sum(int(count) * unit for count, unit in parts if count)
     if seconds <= 0:
         raise ValueError(f"{text!r} is not a positive duration")
     return timedelta(seconds=seconds)

@@ -326,13 +326,13 @@ from ansible_collections.prometheus_alerting.stack.plugins.module_utils.alert_hi
     for_suggestions,
     format_duration,
     format_ms,
+    ms_to_seconds,
     parse_matrix,
     percentile,
     prometheus_restarts,
     relay_records,
     rule_table,
     rule_title,
-    seconds,
     series_key,
     silence_coverage,
     threshold_candidates,
@@ -803,7 +803,7 @@ def _frame(params, period, now, zone):
         "period": {
             "start": format_ms(period.start_ms),
             "end": format_ms(period.end_ms),
-            "seconds": seconds(period.end_ms - period.start_ms),
+            "seconds": ms_to_seconds(period.end_ms - period.start_ms),
             "duration": format_duration((period.end_ms - period.start_ms) / 1000),
             "timezone": params["timezone"],
             # The end's date where the report's days are counted: the files' names.

@@ -456,14 +456,6 @@ def test_settings_compare_as_alertmanager_loads_them(disk, running, same):
     assert (differences == []) is same
 
 
-def test_durations_read_as_prometheus_writes_them():
-    assert drift.seconds("1h30m") == 5400
-    assert drift.seconds("90s") == 90
-    assert drift.seconds(300) == 300
-    assert drift.seconds("soon") is None
-    assert drift.seconds(True) is None
-
-
 def test_matchers_compare_whatever_their_order_and_quoting():
     disk = {"matchers": ["service=trading-bot", 'alertname!="TradingBotDown"']}
     running = {"matchers": ['alertname!="TradingBotDown"', 'service="trading-bot"']}

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from ansible_collections.prometheus_alerting.stack.plugins.module_utils.http_api import (
+    duration_seconds,
     format_matcher,
     format_time,
     parse_duration,
@@ -97,6 +98,15 @@ def test_format_matcher_writes_each_operator():
 )
 def test_durations(text, seconds):
     assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+def test_durations_or_numbers_in_seconds_as_config_drift_info_compares_them():
+    assert duration_seconds("1h30m") == 5400
+    assert duration_seconds("90s") == 90
+    assert duration_seconds("0s") == 0
+    assert duration_seconds(300) == 300
+    assert duration_seconds("soon") is None
+    assert duration_seconds(True) is None
 
 
 @pytest.mark.parametrize("text", ["", "2 hours", "h", "0s", "1m2h", "-5m"])
