@@ -7,38 +7,49 @@ any diff of it holds one. ``alert_relay_config`` does that split, the way
 ``alertmanager_receivers`` does for Alertmanager.
 """
 
+import importlib.util
+import os
 import re
 
 from ansible.errors import AnsibleFilterError
 
-# What a destination may say in the inventory; the secret ones become files.
-DESTINATION_KEYS = {
-    "url",
-    "secret_url",
-    "headers",
-    "secret_headers",
-    "bearer_token",
-    "basic_auth",
-    "hmac_key",
-    "hmac_header",
-    "timeout",
-    "max_concurrency",
-    "retry",
-    "tls_config",
+
+def _relay_schema():
+    """The relay's own keys and rule for names (alert_relay/src/alert_relay/schema.py):
+    read from its file, which lies at the same place relative to this one in the
+    repository and in the installed collection (the roles build the relay from it)."""
+    path = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)),
+        *("..", "..", "alert_relay", "src", "alert_relay", "schema.py"),
+    )
+    spec = importlib.util.spec_from_file_location("prometheus_alerting_relay_schema", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SCHEMA = _relay_schema()
+# The inventory's secret keys of a destination, and the relay's keys they become (files).
+SECRET_KEYS = {
+    "secret_url": "url_file",
+    "secret_headers": "header_files",
+    "bearer_token": "bearer_token_file",
+    "basic_auth": "basic_auth",
+    "hmac_key": "hmac",
+    "hmac_header": "hmac",
 }
-RECEIVER_KEYS = {"destinations", "forward_repeats", "repeat_min_interval"}
-HOOK_KEYS = {
-    "command",
-    "alertnames",
-    "receivers",
-    "send_resolved",
-    "timeout",
-    "max_attempts",
-    "max_concurrency",
-    "retry",
-}
-# The relay's own rule for names (receivers, destinations, hooks).
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
+# What a destination may say in the inventory: the relay's keys, the secret ones in
+# their inventory form.
+DESTINATION_KEYS = (set(SCHEMA.DESTINATION_KEYS) - set(SECRET_KEYS.values())) | set(SECRET_KEYS)
+# Copied as they are, in the relay's order (url and headers are checked first).
+_AS_IS = [
+    k
+    for k in SCHEMA.DESTINATION_KEYS
+    if k in DESTINATION_KEYS and k not in SECRET_KEYS and k not in ("url", "headers")
+]
+# A receiver's bearer_token_file is Alertmanager's token, which this filter writes.
+RECEIVER_KEYS = set(SCHEMA.RECEIVER_KEYS) - {"bearer_token_file"}
+HOOK_KEYS = set(SCHEMA.HOOK_KEYS)
 _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -48,10 +59,10 @@ def _mapping(value, what):
     if not isinstance(value, dict):
         raise AnsibleFilterError(f"{what} must be a mapping of names, got a {type(value).__name__}")
     for name in value:
-        if not _NAME.match(str(name)):
+        if not SCHEMA.is_name(name):
             raise AnsibleFilterError(
-                f"{what}: {name!r} is not a name the relay takes (letters, digits, _ . -, "
-                "at most 63 characters)"
+                f"{what}: {name!r} is not a name the relay takes ({SCHEMA.NAME_RULE}, "
+                "starting with a letter or a digit)"
             )
     return value
 
@@ -93,7 +104,7 @@ def _destination(name, spec, secrets_dir, secret_files):
     if header_files:
         result["header_files"] = header_files
     result.update(_credentials(spec, where, secret))
-    for key in ("timeout", "max_concurrency", "retry", "tls_config"):
+    for key in _AS_IS:
         if spec.get(key) not in (None, "", {}):
             result[key] = spec[key]
     return result

@@ -93,6 +93,7 @@ def test_the_tarball_holds_the_collection_and_nothing_of_the_workshop(tarball):
         "roles/prometheus/README.md",
         "docker_exporter/requirements.lock",
         "exporter_web/src/exporter_web/cli.py",
+        "alert_relay/src/alert_relay/schema.py",
         "CHANGELOG.md",
     ):
         assert needed in names, needed
@@ -112,6 +113,27 @@ def test_a_users_playbook_of_fully_qualified_names_parses(project):
     result = run(["ansible-playbook", "-i", "inventory.yml", "site.yml", "--syntax-check"], project)
 
     assert "playbook: site.yml" in result.stdout
+
+
+def test_the_relay_config_filter_reads_the_relays_rules_from_the_installed_collection(project):
+    # The filter loads alert_relay/src/alert_relay/schema.py beside it in the collection.
+    expression = (
+        "{{ {'_leading': {}} | prometheus_alerting.stack.alert_relay_config({}, {}, {}, "
+        "'/etc/alert-relay/secrets', 'token') }}"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_CONFIG=str(project / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    argv = ["ansible", "localhost", "-m", "ansible.builtin.debug"]
+    result = subprocess.run(
+        [*argv, "-a", json.dumps({"msg": expression})],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=project,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "'_leading' is not a name the relay takes" in result.stdout + result.stderr
 
 
 def test_the_collections_site_playbook_runs_by_its_name(project):

@@ -1,8 +1,15 @@
 """alert_relay_config (filter relay_config.py): the relay's configuration, secrets in files."""
 
+import sys
+
 import pytest
 import relay_config
+import yaml
 from ansible.errors import AnsibleFilterError
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "alert_relay" / "src"))
+from alert_relay.config import ConfigError, parse_config
 
 SECRETS = "/etc/alert-relay/secrets"
 DESTINATIONS = {
@@ -79,3 +86,62 @@ def test_hooks_pass_through_and_are_checked():
     assert config({}, {}, hooks)["config"]["hooks"] == hooks
     with pytest.raises(AnsibleFilterError, match="unknown keys"):
         config({}, {}, {"restart": {"comand": ["/x"]}})
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["_leading", "-leading", ".leading", "x" * 64, "a b", "trailing\n", "ok", "ok_1.2-3", "9"],
+)
+def test_the_controller_refuses_the_names_the_relay_refuses(name):
+    try:
+        parse_config(yaml.safe_dump({"receivers": {name: {}}}))
+        relay_takes = True
+    except ConfigError:
+        relay_takes = False
+    try:
+        config({name: {}}, {})
+        controller_takes = True
+    except AnsibleFilterError:
+        controller_takes = False
+
+    assert controller_takes == relay_takes
+    if name[0] in "_-.":
+        assert not controller_takes
+
+
+def test_what_the_controller_writes_is_what_the_relay_reads(tmp_path):
+    """Every key the filter takes ends up as a key the relay takes."""
+    (tmp_path / "hook").write_text("#!/bin/sh\n")
+    (tmp_path / "hook").chmod(0o755)
+    destinations = {
+        "all": {
+            "url": "https://ops.example.com/alerts",
+            "headers": {"X-Source": "alert-relay"},
+            "secret_headers": {"X-Api-Key": "k"},
+            "basic_auth": {"username": "u", "password": "p"},
+            "hmac_key": "h",
+            "hmac_header": "X-Signature",
+            "timeout": "5s",
+            "max_concurrency": 2,
+            "retry": {"max_age": "1h"},
+        },
+        "secret": {"secret_url": "https://hooks.example.com/T0", "bearer_token": "t"},
+    }
+    receivers = {
+        "r": {
+            "destinations": ["all", "secret"],
+            "forward_repeats": True,
+            "repeat_min_interval": "1h",
+        }
+    }
+    hooks = {"h": {"command": ["hook"], "alertnames": ["A"], "receivers": ["r"], "timeout": "5s"}}
+    written = set(destinations["all"]) | set(destinations["secret"])
+    assert written == relay_config.DESTINATION_KEYS - {"tls_config"}
+    result = relay_config.alert_relay_config(receivers, destinations, hooks, {}, str(tmp_path), "t")
+    for name, value in result["secret_files"].items():
+        (tmp_path / name).write_text(value)
+
+    parsed = parse_config(yaml.safe_dump(result["config"]), str(tmp_path))
+
+    assert sorted(parsed.destinations) == ["all", "secret"]
+    assert parsed.receivers["r"].destinations == ("all", "secret")

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from alert_relay import schema
+
 
 class ConfigError(Exception):
     """The configuration file is invalid; the message says where and why."""
@@ -32,8 +34,6 @@ _DURATION = re.compile(
     r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?"
 )
 _DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
-# Receiver, destination and hook names: one URL path segment, one label value.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Headers the relay sets itself, or that HTTP framing owns.
 _RESERVED_HEADERS = {
@@ -208,7 +208,7 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _keys(section: dict[str, Any], allowed: set[str], where: str) -> None:
+def _keys(section: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
     for key in section:
         if key not in allowed:
             raise ConfigError(f"{where}: unknown field {key!r}")
@@ -337,23 +337,7 @@ class _Loader:
     def destination(self, name: str, section: Any, defaults: dict[str, Any]) -> Destination:
         where = f"destinations.{name}"
         section = _mapping(section, where)
-        _keys(
-            section,
-            {
-                "url",
-                "url_file",
-                "headers",
-                "header_files",
-                "hmac",
-                "basic_auth",
-                "bearer_token_file",
-                "timeout",
-                "max_concurrency",
-                "retry",
-                "tls_config",
-            },
-            where,
-        )
+        _keys(section, schema.DESTINATION_KEYS, where)
         url = _str(section, "url", where)
         url_file = self.secret(section, "url_file", where)
         if (url is None) == (url_file is None):
@@ -369,7 +353,7 @@ class _Loader:
             raise ConfigError(f"{where}: {sorted(both)[0]} is in both headers and header_files")
 
         hmac_section = _mapping(section.get("hmac"), f"{where}.hmac")
-        _keys(hmac_section, {"key_file", "header"}, f"{where}.hmac")
+        _keys(hmac_section, schema.HMAC_KEYS, f"{where}.hmac")
         hmac_key = self.secret(hmac_section, "key_file", f"{where}.hmac")
         if hmac_section and hmac_key is None:
             raise ConfigError(f"{where}.hmac.key_file: missing")
@@ -378,7 +362,7 @@ class _Loader:
             raise ConfigError(f"{where}.hmac.header: not a header name")
 
         basic = _mapping(section.get("basic_auth"), f"{where}.basic_auth")
-        _keys(basic, {"username", "password_file"}, f"{where}.basic_auth")
+        _keys(basic, schema.BASIC_AUTH_KEYS, f"{where}.basic_auth")
         username = _str(basic, "username", f"{where}.basic_auth")
         if username is not None and ":" in username:
             # Basic auth separates the user from the password with the first ':'.
@@ -416,20 +400,7 @@ class _Loader:
     def hook(self, name: str, section: Any, defaults: dict[str, Any]) -> Hook:
         where = f"hooks.{name}"
         section = _mapping(section, where)
-        _keys(
-            section,
-            {
-                "command",
-                "alertnames",
-                "receivers",
-                "send_resolved",
-                "timeout",
-                "max_attempts",
-                "max_concurrency",
-                "retry",
-            },
-            where,
-        )
+        _keys(section, schema.HOOK_KEYS, where)
         command = section.get("command")
         if isinstance(command, str):
             command = [command]
@@ -469,11 +440,7 @@ class _Loader:
     def receiver(self, name: str, section: Any, defaults: dict[str, Any]) -> Receiver:
         where = f"receivers.{name}"
         section = _mapping(section, where)
-        _keys(
-            section,
-            {"bearer_token_file", "destinations", "forward_repeats", "repeat_min_interval"},
-            where,
-        )
+        _keys(section, schema.RECEIVER_KEYS, where)
         destinations = section.get("destinations", [])
         if not isinstance(destinations, list) or not all(isinstance(d, str) for d in destinations):
             raise ConfigError(f"{where}.destinations: a list of destination names")
@@ -494,10 +461,8 @@ class _Loader:
 def _named(section: Any, where: str) -> dict[str, Any]:
     section = _mapping(section, where)
     for name in section:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise ConfigError(
-                f"{where}: {name!r} is not a name (letters, digits, '_', '.', '-'; up to 63)"
-            )
+        if not schema.is_name(name):
+            raise ConfigError(f"{where}: {name!r} is not a name ({schema.NAME_RULE})")
     return section
 
 
@@ -508,24 +473,9 @@ def parse_config(text: str, directory: str = ".") -> Config:
     except yaml.YAMLError as err:
         raise ConfigError(f"invalid YAML: {err}") from None
     document = _mapping(document, "the configuration")
-    _keys(document, {"global", "receivers", "destinations", "hooks"}, "the configuration")
+    _keys(document, schema.TOP_KEYS, "the configuration")
     settings = _mapping(document.get("global"), "global")
-    _keys(
-        settings,
-        {
-            "max_request_bytes",
-            "history_retention",
-            "prune_interval",
-            "forward_repeats",
-            "repeat_min_interval",
-            "timeout",
-            "max_concurrency",
-            "retry",
-            "hook_timeout",
-            "hook_concurrency",
-        },
-        "global",
-    )
+    _keys(settings, schema.GLOBAL_KEYS, "global")
     loader = _Loader(directory)
     defaults = {
         "forward_repeats": _bool(settings, "forward_repeats", "global", False),
