@@ -189,13 +189,6 @@ class Config:
         limits.update({h.target: h.max_concurrency for h in self.hooks.values()})
         return limits
 
-    def retry_for(self, target: str) -> Retry | None:
-        if target.startswith("hook:"):
-            hook = self.hooks.get(target[5:])
-            return hook.retry if hook else None
-        destination = self.destinations.get(target)
-        return destination.retry if destination else None
-
 
 # --- Parsing ---------------------------------------------------------------------------------
 

@@ -629,7 +629,9 @@ class Dispatcher:
         return due.created_at + (self._clock_shift - clock_shift)
 
     def _retry_of(self, config: Config, target: str) -> Retry:
-        return config.retry_for(target) or config.retry
+        """A destination's retry settings; the global ones when it is no longer configured."""
+        destination = config.destinations.get(target)
+        return destination.retry if destination else config.retry
 
     async def _forward(self, due: Due, config: Config, clock_shift: float) -> None:
         destination = config.destinations.get(due.target)
