@@ -1029,65 +1029,38 @@ def silence_coverage(start_ms, now_ms, retention_ms, retention, source):
 
 # --- The relay's history --------------------------------------------------------------
 
-_RELAY_LISTS = ("history", "notifications", "records", "items", "data")
-_RELAY_TIMES = ("received_at", "receivedAt", "received", "time", "timestamp", "delivered_at")
 
+def relay_page(data, parse_time):
+    """One page of the relay's history API (GET /api/v1/history) as the relay writes it,
+    inside Prometheus' envelope, which HttpApi.get_json unwraps: `data` is
+    {"notifications": [...], "next": id or null}, each notification with its receiver,
+    receivedAt and the alerts it carried (labels, status, startsAt).
 
-def relay_records(document, parse_time):
-    """The relay's history as [{name, time_ms, labels, status, receiver, starts_ms}], or None
-    when the document holds no list of notifications.
-
-    The relay answers {"notifications": [...], "next": id} (inside Prometheus' envelope),
-    each notification with its receiver, receivedAt and the alerts it carried: one record
-    per alert of a notification, at the time the relay received it. A flat list of
-    records, one per alert, with other common field names is read too.
+    Returns (records, next): one record per alert, {name, time_ms, labels, status,
+    receiver, starts_ms}, at the time the relay received it. None when `data` is not
+    such a page.
     """
-    items = document
-    for _depth in range(2):
-        if isinstance(items, dict):
-            items = next(
-                (items[k] for k in _RELAY_LISTS if isinstance(items.get(k), (list, dict))), None
-            )
-    if not isinstance(items, list):
+    notifications = data.get("notifications") if isinstance(data, dict) else None
+    if not isinstance(notifications, list):
         return None
     records = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        moment = next((item[k] for k in _RELAY_TIMES if item.get(k) not in (None, "")), None)
-        time_ms = _relay_time(moment, parse_time)
-        alerts = item.get("alerts") if isinstance(item.get("alerts"), list) else [item]
-        for alert in alerts:
-            record = (
-                _relay_record(alert, item, time_ms, parse_time) if isinstance(alert, dict) else None
-            )
-            if record:
-                records.append(record)
-    return records
-
-
-def _relay_record(alert, notification, time_ms, parse_time):
-    labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
-    name = alert.get("alertname") or alert.get("alert_name") or labels.get("alertname")
-    if not name or time_ms is None:
-        return None
-    starts = alert.get("startsAt") or alert.get("starts_at")
-    return {
-        "name": str(name),
-        "time_ms": time_ms,
-        # When Alertmanager says the alert started: kept across a restart of Prometheus.
-        "starts_ms": _relay_time(starts, parse_time) if starts else None,
-        "labels": {str(k): str(v) for k, v in labels.items()} or {"alertname": str(name)},
-        "status": str(alert.get("status") or notification.get("status") or "firing").lower(),
-        "receiver": notification.get("receiver"),
-    }
-
-
-def _relay_time(value, parse_time):
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        # Epoch seconds, or milliseconds when that large.
-        return round(value if value > 1e11 else value * 1000)
     try:
-        return to_ms(parse_time(value))
-    except (TypeError, ValueError):
+        for notification in notifications:
+            time_ms = to_ms(parse_time(notification["receivedAt"]))
+            for alert in notification["alerts"]:
+                labels = alert["labels"]
+                starts = alert.get("startsAt")
+                records.append(
+                    {
+                        "name": labels["alertname"],
+                        "time_ms": time_ms,
+                        # When Alertmanager says the alert started: kept across a restart.
+                        "starts_ms": to_ms(parse_time(starts)) if starts else None,
+                        "labels": labels,
+                        "status": alert["status"],
+                        "receiver": notification["receiver"],
+                    }
+                )
+    except (KeyError, TypeError, ValueError):
         return None
+    return records, data.get("next")

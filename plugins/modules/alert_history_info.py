@@ -49,9 +49,6 @@ options:
         or answers something else than a history, the report says so and counts
         notifications from Alertmanager's counters alone.
     type: str
-  relay_bearer_token:
-    description: Bearer token for the relay; without it the relay gets I(url)'s credentials.
-    type: str
   period:
     description: >-
       Length of the period, a Prometheus duration (C(7d), C(24h), C(1h30m)); it ends at
@@ -330,7 +327,7 @@ from ansible_collections.prometheus_alerting.stack.plugins.module_utils.alert_hi
     parse_matrix,
     percentile,
     prometheus_restarts,
-    relay_records,
+    relay_page,
     rule_table,
     rule_title,
     series_key,
@@ -354,7 +351,6 @@ ARGUMENT_SPEC = http_api_argument_spec(
     alertmanager_url={"type": "str"},
     alertmanager_retention={"type": "str", "default": "120h"},
     relay_url={"type": "str"},
-    relay_bearer_token={"type": "str", "no_log": True},
     period={"type": "str", "default": "7d"},
     start={"type": "str"},
     end={"type": "str"},
@@ -592,12 +588,7 @@ class HistoryReader:
         url = self.params["relay_url"]
         if not url:
             return None, "no alert relay configured"
-        params = dict(self.params, url=url)
-        if self.params["relay_bearer_token"]:
-            params.update(
-                bearer_token=self.params["relay_bearer_token"], url_username=None, url_password=None
-            )
-        api = HttpApi(params)
+        api = HttpApi(dict(self.params, url=url))
         query = {
             "since": format_ms(self.period.start_ms),
             "until": format_ms(self.period.end_ms),
@@ -609,12 +600,12 @@ class HistoryReader:
                 document = api.get_json("/api/v1/history", query=query)
             except ApiError as err:
                 return None, f"the alert relay did not answer ({err})"
-            page = relay_records(document, parse_time)
+            page = relay_page(document, parse_time)
             if page is None:
                 return None, f"the alert relay at {url} answered without a list of notifications"
-            records += page
-            following = document.get("next") if isinstance(document, dict) else None
-            if following in (None, "", 0):
+            records += page[0]
+            following = page[1]
+            if following is None:
                 return records, None
             query["after"] = following
         return None, f"the alert relay at {url} has more than {RELAY_PAGES} pages of history"

@@ -600,29 +600,55 @@ def test_of_series_with_the_same_tail_the_first_by_labels_is_the_worst():
 # --- The relay's history -------------------------------------------------------------------
 
 
-def test_relay_records_are_read_whatever_their_field_names():
+def test_relay_pages_are_read_as_the_relay_writes_them():
+    firing = {
+        "status": "firing",
+        "labels": {"alertname": "A", "x": "1"},
+        "startsAt": "2025-06-01T00:00:00Z",
+        "deliveries": [],
+    }
+    resolved = {"status": "resolved", "labels": {"alertname": "B"}, "deliveries": []}
+    # The page's data: HttpApi.get_json takes it out of {"status": "success", "data": ...}.
     document = {
-        "data": {
-            "history": [
-                {"alertname": "A", "received_at": "2025-06-01T00:00:01Z", "status": "FIRING"},
-                {"alert_name": "B", "receivedAt": 1748736001.5, "labels": {"x": "1"}},
-                {"labels": {"alertname": "C"}, "time": 1748736001500},
-                {"alertname": "D"},
-                "not a record",
-            ]
-        }
+        "notifications": [
+            {
+                "id": 7,
+                "receiver": "critical",
+                "receivedAt": "2025-06-01T00:00:01.500Z",
+                "status": "firing",
+                "alerts": [firing, resolved],
+            }
+        ],
+        "next": 7,
     }
 
-    records = ah.relay_records(document, parse_time)
+    records, following = ah.relay_page(document, parse_time)
 
-    assert [(r["name"], r["time_ms"], r["status"]) for r in records] == [
-        ("A", 1748736001000, "firing"),
-        ("B", 1748736001500, "firing"),
-        ("C", 1748736001500, "firing"),
+    assert following == 7
+    assert records == [
+        {
+            "name": "A",
+            "time_ms": 1748736001500,
+            "starts_ms": 1748736000000,
+            "labels": {"alertname": "A", "x": "1"},
+            "status": "firing",
+            "receiver": "critical",
+        },
+        {
+            "name": "B",
+            "time_ms": 1748736001500,
+            "starts_ms": None,
+            "labels": {"alertname": "B"},
+            "status": "resolved",
+            "receiver": "critical",
+        },
     ]
-    assert records[1]["labels"] == {"x": "1"}
-    assert ah.relay_records({"error": "nope"}, parse_time) is None
-    assert ah.relay_records([], parse_time) == []
+    last = {"notifications": [], "next": None}
+    assert ah.relay_page(last, parse_time) == ([], None)
+    # Not the relay's history: left out, with a note.
+    assert ah.relay_page({"error": "nope"}, parse_time) is None
+    assert ah.relay_page([], parse_time) is None
+    assert ah.relay_page({"notifications": [{"alerts": []}]}, parse_time) is None
 
 
 # --- Prometheus' answers -------------------------------------------------------------------
