@@ -516,6 +516,9 @@ class ReportBuilder:
         self.period_ms = end_ms - start_ms
         self.settings = settings
         self.calendar = Calendar(start_ms, end_ms, zone, settings["shift_ms"])
+        # Per flapping rule (name, severity): how long the conditions held (ms) behind
+        # its flapping firings, and behind each of its resolved firings, for for_suggestions.
+        self.conditions = {}
 
     # -- per alert ------------------------------------------------------------------
 
@@ -581,10 +584,10 @@ class ReportBuilder:
             "time_to_silence": duration_summary(acknowledgements),
         }
         if stats["flapping"]:
-            stats["_flap_condition_ms"] = [
-                _condition_ms(iv, rule) for iv in flapped_before if iv.resolved <= end
-            ]
-            stats["_condition_ms"] = [_condition_ms(iv, rule) for iv in resolved]
+            self.conditions[entry] = (
+                [_condition_ms(iv, rule) for iv in flapped_before if iv.resolved <= end],
+                [_condition_ms(iv, rule) for iv in resolved],
+            )
         return stats, union, fired
 
     def _silences(self, in_period, fired, silences, relay):
@@ -810,22 +813,23 @@ def override_line(name, key, value, twin=False):
     return f"prometheus_alert_overrides: {{{name}: {{{key}: {value}}}}}"
 
 
-def for_suggestion(stats, rule_for_ms, in_catalog, twin=False, paired=()):
+def for_suggestion(stats, rule_for_ms, in_catalog, twin=False, paired=(), conditions=((), ())):
     """A longer `for` for a flapping rule: just longer than the longest condition that
     ended in a flap, in whole minutes. None when the rule does not flap.
 
     `twin`: the rule is the critical twin of a catalog alert (its `for` is set through
     `critical:`); `paired`: the names that have several rules, which the text names
-    with their severity.
+    with their severity; `conditions`: ReportBuilder.conditions of the rule, how long
+    the conditions behind its flapping firings and behind each resolved firing held.
     """
-    conditions = stats.get("_flap_condition_ms") or []
-    if not stats.get("flapping") or not conditions:
+    flap_conditions, all_conditions = conditions
+    if not stats.get("flapping") or not flap_conditions:
         return None
-    longest = max(conditions)
+    longest = max(flap_conditions)
     proposed_s = (longest // 60000 + 1) * 60
     current_s = (rule_for_ms or 0) / 1000
     proposed_s = max(proposed_s, current_s + 60)
-    quiet = sum(1 for c in stats.get("_condition_ms") or [] if c < proposed_s * 1000)
+    quiet = sum(1 for c in all_conditions if c < proposed_s * 1000)
     proposed = format_duration(proposed_s)
     name, severity = stats["name"], stats.get("severity", "none")
     own_file = f"for: {proposed}  # in the rule's own file"
@@ -859,8 +863,9 @@ def catalog_entry(entries, name, severity):
     return next((e for e in found if not e.get("severity")), None)
 
 
-def for_suggestions(alerts, table, catalog):
-    """A longer `for` for each flapping rule of `alerts` (the report's), changing that rule."""
+def for_suggestions(alerts, table, catalog, conditions):
+    """A longer `for` for each flapping rule of `alerts` (the report's), changing that rule;
+    `conditions` is ReportBuilder.conditions."""
     paired = paired_names(set(table) | {(a["name"], a["severity"]) for a in alerts})
     found = []
     for stats in alerts:
@@ -872,6 +877,7 @@ def for_suggestions(alerts, table, catalog):
             entry is not None,
             bool((entry or {}).get("twin")),
             paired,
+            conditions.get((stats["name"], stats["severity"]), ((), ())),
         )
         if suggestion:
             found.append(suggestion)

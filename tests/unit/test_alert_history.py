@@ -367,11 +367,10 @@ def test_suggestions_change_the_rule_of_the_pair_they_are_for():
         "flaps": 2,
         "flapping": True,
         "resolved": 3,
-        "_flap_condition_ms": [4 * MIN],
-        "_condition_ms": [4 * MIN],
     }
-    twin = ah.for_suggestion(stats, MIN, True, twin=True, paired={"T"})
-    own = ah.for_suggestion(stats, MIN, False, paired={"T"})
+    conditions = ([4 * MIN], [4 * MIN])
+    twin = ah.for_suggestion(stats, MIN, True, twin=True, paired={"T"}, conditions=conditions)
+    own = ah.for_suggestion(stats, MIN, False, paired={"T"}, conditions=conditions)
     assert twin["override"] == "prometheus_alert_overrides: {T: {critical: {for: 5m}}}"
     assert twin["severity"] == "critical"
     assert twin["reason"].startswith("T (critical) fired again")
@@ -556,9 +555,16 @@ def test_a_flapping_alert_gets_a_for_just_longer_than_its_flapping_conditions():
         run = samples(first, last)
         times += run
         active += [first - MIN] * len(run)  # pending for the rule's 1m first
-    stats = build(series("A", times), {key: (times, active)})["alerts"][0]
+    builder = ah.ReportBuilder(0, HOUR, UTC, SETTINGS)
+    firing, for_state = series("A", times), {key: (times, active)}
+    report = builder.build({"A": RULE}, firing, for_state, None, None, None)
+    stats = report["alerts"][0]
+    # What the suggestion is made of stays out of the report: no private keys in it.
+    assert not [k for a in report["alerts"] for k in a if k.startswith("_")]
 
-    suggestion = ah.for_suggestion(stats, MIN, in_catalog=True)
+    suggestion = ah.for_suggestion(
+        stats, MIN, in_catalog=True, conditions=builder.conditions[("A", "warning")]
+    )
 
     # The flapping firings' conditions held 3m15s and 2m15s: 4m is just longer.
     assert suggestion["proposed"] == "4m"
