@@ -23,7 +23,7 @@ SCENARIOS ?= tags archive:trixie stack:bookworm security:trixie cluster alertman
 	node_exporter:bookworm,trixie
 MOLECULE_JOBS ?= 2
 
-.PHONY: help venv machine demo test lint unit config-test faults molecule bench clean role-docs
+.PHONY: help venv machine demo test test-stages lint unit config-test faults molecule bench clean role-docs
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -68,7 +68,12 @@ faults: machine venv  ## The fault matrix: each fault pages once, loses nothing,
 molecule: machine venv  ## Every Molecule scenario in systemd containers.
 	scripts/run-molecule -j $(MOLECULE_JOBS) $(SCENARIOS)
 
-test: lint unit config-test faults molecule  ## Everything CI runs, fastest checks first.
+# What `make test` runs, fastest checks first; .ci/run times each.
+TEST_STAGES := lint unit config-test faults molecule
+test: $(TEST_STAGES)  ## Everything CI runs, fastest checks first.
+
+test-stages:
+	@echo $(TEST_STAGES)
 
 bench: machine venv  ## Timings: a rollout, a no-change rerun, a --tags rules rerun.
 	scripts/bench
