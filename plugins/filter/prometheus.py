@@ -15,6 +15,9 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.prometheus_alerting.stack.plugins.module_utils.plain_data import (
     plain as _plain,
 )
+from ansible_collections.prometheus_alerting.stack.plugins.plugin_utils.postgres_targets import (
+    postgres_static_configs,
+)
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -354,6 +357,16 @@ def _host_static_configs(spec, host, host_vars, address):
     if "targets_variable" not in spec:
         return [{"targets": [exporter], "labels": labels}]
     targets = _plain(host_vars.get(spec["targets_variable"], spec["default_targets"]))
+    if spec.get("targets_kind") == "postgres":
+        # One exporter per database, each on its own port: the role's own
+        # reading of its targets (plugins/plugin_utils/postgres_targets.py).
+        return postgres_static_configs(
+            targets,
+            host,
+            address,
+            host_vars.get(spec.get("port_variable"), spec.get("port")),
+            host_vars.get("monitoring_labels", {}),
+        )
     entries = []
     for index, target in enumerate(targets):
         target_labels = {
@@ -425,7 +438,9 @@ def prometheus_scrape_configs(job_specs, groups, hostvars, local_host=None, clie
     `targets_variable` scrapes an exporter for each item of that host
     variable: the first on its own /metrics, the others in multi-target mode
     (`multi_target_path`?target=); or, with `scrape_database`, each item
-    directly at its own port. A spec whose `enabled` is false is left out.
+    directly at its own port; or, with `targets_kind: postgres`, each item
+    at its own exporter's port (filter postgres_static_configs). A spec whose
+    `enabled` is false is left out.
 
     `client` is how this Prometheus reaches protected components:
     `{"ca_file", "username", "password_file"}`, each optional. A job whose
