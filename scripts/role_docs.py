@@ -69,6 +69,7 @@ CATALOG_DEFAULTS = {
         "prometheus_alerts_system": "defaults/main/alerts_system.yml",
         "prometheus_alerts_docker": "defaults/main/alerts_docker.yml",
         "prometheus_alerts_dragonflydb": "defaults/main/alerts_dragonflydb.yml",
+        "prometheus_alerts_postgres": "defaults/main/alerts_postgres.yml",
         "prometheus_alerts_monitoring": "defaults/main/alerts_monitoring.yml",
         "prometheus_alerts_probes": "defaults/main/alerts_probes.yml",
     },
