@@ -122,6 +122,14 @@ options:
         restart).
     type: float
     default: 0
+  services_started_at:
+    description:
+      - Like I(service_started_at), for files of several services in one call, each service's
+        files in a subdirectory of I(dest) of its own: subdirectory name to when that service
+        started. A file in a subdirectory named here is judged by its value, any other by
+        I(service_started_at).
+    type: dict
+    default: {}
 notes:
   - Supports check mode (the staged tree is still validated, nothing goes live) and diff mode.
     The diff shows a change of mode, owner or group as well as of content.
@@ -378,18 +386,20 @@ def unreadable(dest, wanted, directory, reader):
     return problems
 
 
-def stale_files(dest, wanted, content_changes, started_at):
-    """Live files, unchanged by this run, that were written after the service started."""
-    if not started_at:
-        return []
+def stale_files(dest, wanted, content_changes, started_at, started_at_by_subdir):
+    """Live files, unchanged by this run, that were written after their service started."""
     changing = {item.relpath for item in content_changes}
     stale = []
     for relpath in sorted(wanted):
+        subdir = relpath.split("/", 1)[0] if "/" in relpath else None
+        service_started = float(started_at_by_subdir.get(subdir, started_at) or 0)
+        if not service_started or relpath in changing:
+            continue
         try:
             modified = os.stat(os.path.join(dest, relpath)).st_mtime
         except FileNotFoundError:
             continue
-        if relpath not in changing and modified > started_at:
+        if modified > service_started:
             stale.append(relpath)
     return stale
 
@@ -581,6 +591,7 @@ def main():
             "readable_by": {"type": "str"},
             "reload_marker": {"type": "path"},
             "service_started_at": {"type": "float", "default": 0},
+            "services_started_at": {"type": "dict", "default": {}},
         },
         supports_check_mode=True,
     )
@@ -606,7 +617,9 @@ def main():
     marker = params["reload_marker"]
     # A marker left by an earlier run: the service still owes that reload.
     owed = bool(marker) and os.path.exists(marker)
-    stale = stale_files(dest, wanted, content_changes, params["service_started_at"])
+    stale = stale_files(
+        dest, wanted, content_changes, params["service_started_at"], params["services_started_at"]
+    )
     result = {
         "changed": files_change or directory_changed or owed or bool(stale),
         "changed_files": sorted(i.relpath for i in content_changes + attribute_changes),

@@ -336,3 +336,33 @@ def test_the_diff_shows_a_change_of_mode_or_group(live):
     key = by_header[f"{live}/key (mode owner:group)"]
     assert (key["before"], key["after"]) == ("0644 root:root\n", "0600 root:root\n")
     assert "secret" not in repr(result["diff"])
+
+
+def test_a_file_written_after_its_service_started_is_stale_until_it_restarts(tmp_path):
+    """service_started_at: one service; services_started_at: one per subdirectory."""
+    dest = tmp_path / "exporters"
+    files = {"a/conf": "a\n", "b/conf": "b\n", "shared": "s\n"}
+    run_module(staged_config, {"dest": str(dest), "files": files})
+    written = (dest / "a" / "conf").stat().st_mtime
+
+    before = run_module(
+        staged_config, {"dest": str(dest), "files": files, "service_started_at": written - 10}
+    )
+    by_subdir = run_module(
+        staged_config,
+        {
+            "dest": str(dest),
+            "files": files,
+            "service_started_at": written + 10,
+            "services_started_at": {"a": written - 10, "b": written + 10},
+        },
+    )
+    after = run_module(
+        staged_config, {"dest": str(dest), "files": files, "service_started_at": written + 10}
+    )
+
+    assert before["changed"] is True
+    assert before["stale_files"] == ["a/conf", "b/conf", "shared"]
+    assert by_subdir["changed"] is True
+    assert by_subdir["stale_files"] == ["a/conf"]
+    assert after["changed"] is False and after["stale_files"] == []

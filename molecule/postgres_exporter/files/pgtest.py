@@ -10,7 +10,7 @@
 Runs as the system user postgres, connecting through the local socket (peer
 authentication); psycopg2 is Debian's, which the role installs. The holding
 commands end by themselves after SECONDS, or when their transient unit is
-stopped (SIGTERM).
+stopped (SIGTERM): a statement that runs is cancelled on the server then.
 """
 
 import argparse
@@ -70,9 +70,29 @@ def deadlock(args):
 
 
 def long_transaction(args):
+    """One statement running SECONDS; a stop cancels it on the server too.
+
+    The statement runs in a thread: a signal handler runs only in the main thread,
+    between bytecodes, never while psycopg2 waits in libpq. Without the cancel, a
+    killed client leaves its backend running pg_sleep to the end.
+    """
     conn = connect(args, autocommit=False)
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_sleep(%s)", (args.seconds,))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def run():
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_sleep(%s)", (args.seconds,))
+        except psycopg2.errors.QueryCanceled:
+            pass
+        stop.set()
+
+    statement = threading.Thread(target=run)
+    statement.start()
+    stop.wait(args.seconds + 5)
+    conn.cancel()
+    statement.join()
     conn.rollback()
 
 
