@@ -125,9 +125,9 @@ options:
   services_started_at:
     description:
       - Like I(service_started_at), for files of several services in one call, each service's
-        files in a subdirectory of I(dest) of its own: subdirectory name to when that service
-        started. A file in a subdirectory named here is judged by its value, any other by
-        I(service_started_at).
+        files in a subdirectory of I(dest) of its own, as a mapping of subdirectory name to
+        when that service started. A file in a subdirectory named here is judged by its value,
+        any other by I(service_started_at).
     type: dict
     default: {}
 notes:

@@ -269,8 +269,9 @@ def test_timescaledbs_job_statistics_where_the_view_is_and_once_it_is_created(ta
 
     target.psql(
         "CREATE SCHEMA timescaledb_information; "
-        "CREATE VIEW timescaledb_information.job_stats AS SELECT 'public'::name AS hypertable_schema, "
-        "'late'::name AS hypertable_name, 1001 AS job_id, 'Success'::text AS last_run_status, "
+        "CREATE VIEW timescaledb_information.job_stats AS SELECT "
+        "'public'::name AS hypertable_schema, 'late'::name AS hypertable_name, 1001 AS job_id, "
+        "'Success'::text AS last_run_status, "
         "'Scheduled'::text AS job_status, now() + interval '1 hour' AS next_start, "
         "0::bigint AS total_failures; "
         "GRANT USAGE ON SCHEMA timescaledb_information TO PUBLIC; "
