@@ -19,8 +19,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # runs on Debian 13, whose redis_exporter has basic auth; the exporters whose
 # packages differ most between the releases run on both.
 SCENARIOS ?= tags archive:trixie stack:bookworm security:trixie cluster alertmanager \
-	dragonflydb_exporter:bookworm,trixie docker_exporter prometheus \
-	node_exporter:bookworm,trixie
+	postgres_exporter:bookworm,trixie dragonflydb_exporter:bookworm,trixie docker_exporter \
+	prometheus node_exporter:bookworm,trixie
 MOLECULE_JOBS ?= 2
 
 .PHONY: help venv machine demo test test-stages lint unit config-test faults molecule bench clean role-docs

@@ -30,6 +30,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.prometheus_alerting.stack.plugins.module_utils.plain_data import (
     plain as _plain,
 )
+from ansible_collections.prometheus_alerting.stack.plugins.plugin_utils.addresses import host_port
 
 PURPOSES = ("service", "dragonflydb", "notification", "dns")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -74,10 +75,6 @@ def _is_ip(host):
     except ValueError:
         return False
     return True
-
-
-def _host_port(host, port):
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _split_address(address, where):
@@ -126,7 +123,7 @@ def blackbox_dragonflydb_probes(groups, hostvars, group="dragonflydb_hosts"):
             parts = urlsplit(str(target.get("address", "")))
             if parts.scheme != "rediss" or not parts.hostname:
                 continue
-            address = _host_port(parts.hostname, parts.port or DEFAULT_PORTS["rediss"])
+            address = host_port(parts.hostname, parts.port or DEFAULT_PORTS["rediss"])
             if address in seen:
                 continue
             seen.add(address)
@@ -144,7 +141,7 @@ def _url_probe(url, name):
     scheme, host, port = _url_parts(url, name, ("http", "https"))
     return {
         "name": name,
-        "address": _host_port(host, port),
+        "address": host_port(host, port),
         "tls": "tls" if scheme == "https" else "none",
     }
 
@@ -191,7 +188,7 @@ def blackbox_notification_probes(receivers, smtp=None, relay_destinations=None, 
                         if smtp.get("require_tls", True)
                         else "none"
                     )
-                    add("smtp", {"address": _host_port(host, port), "tls": tls})
+                    add("smtp", {"address": host_port(host, port), "tls": tls})
                 elif kind == "webhook" and channel.get("url"):
                     add("webhook", _secret_url_probe(channel["url"], f"{where} webhook"))
                 elif kind == "slack" and channel.get("api_url"):

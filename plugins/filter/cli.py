@@ -1,6 +1,7 @@
 """Filters that build command lines for the stack's Go binaries."""
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.prometheus_alerting.stack.plugins.plugin_utils.addresses import host_port
 
 
 def cli_flags(flags):
@@ -24,14 +25,6 @@ def cli_flags(flags):
         else:
             argv.append(f"--{name}={value}")
     return argv
-
-
-def host_port(address, port):
-    """Join an address and a port, bracketing IPv6 literals: ``[::1]:9100``."""
-    address = str(address)
-    if ":" in address and not address.startswith("["):
-        address = f"[{address}]"
-    return f"{address}:{port}"
 
 
 class FilterModule:

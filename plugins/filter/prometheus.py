@@ -15,6 +15,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.prometheus_alerting.stack.plugins.module_utils.plain_data import (
     plain as _plain,
 )
+from ansible_collections.prometheus_alerting.stack.plugins.plugin_utils.addresses import host_port
 from ansible_collections.prometheus_alerting.stack.plugins.plugin_utils.postgres_targets import (
     postgres_static_configs,
 )
@@ -316,16 +317,9 @@ def prometheus_alert_names(groups, overrides=None, group_overrides=None):
     ]
 
 
-def _host_port(address, port):
-    address = str(address)
-    if ":" in address and not address.startswith("["):
-        address = f"[{address}]"
-    return f"{address}:{port}"
-
-
 def _redis_endpoint(target):
     parts = urlsplit(target["address"])
-    return _host_port(parts.hostname or "", parts.port or 6379)
+    return host_port(parts.hostname or "", parts.port or 6379)
 
 
 def _redis_instance(host, target, single):
@@ -353,7 +347,7 @@ def _check_reachable(spec, host, address, local_host):
 def _host_static_configs(spec, host, host_vars, address):
     """The static_configs entries of one host for one job spec."""
     labels = {**_plain(host_vars.get("monitoring_labels", {})), "instance": host}
-    exporter = _host_port(address, host_vars.get(spec.get("port_variable"), spec.get("port")))
+    exporter = host_port(address, host_vars.get(spec.get("port_variable"), spec.get("port")))
     if "targets_variable" not in spec:
         return [{"targets": [exporter], "labels": labels}]
     targets = _plain(host_vars.get(spec["targets_variable"], spec["default_targets"]))
@@ -379,7 +373,7 @@ def _host_static_configs(spec, host, host_vars, address):
         }
         if spec.get("scrape_database"):
             port = urlsplit(target["address"]).port or 6379
-            entries.append({"targets": [_host_port(address, port)], "labels": target_labels})
+            entries.append({"targets": [host_port(address, port)], "labels": target_labels})
         elif index == 0:
             # The exporter's own target, on its /metrics: only there does
             # redis_exporter report the real scrape error (a WRONGPASS, a TLS

@@ -33,6 +33,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.prometheus_alerting.stack.plugins.module_utils.plain_data import (
     plain as _plain,
 )
+from ansible_collections.prometheus_alerting.stack.plugins.plugin_utils.addresses import host_port
 
 # What a target may set; anything else is a typo that would otherwise be ignored.
 TARGET_KEYS = {
@@ -273,7 +274,7 @@ def _normalize(index, target, base_port, secrets):
         "timescaledb_jobs": timescaledb_jobs,
         "create_login": create_login,
         "admin_user": _text(index, target, "admin_user", merged["admin_user"]),
-        "endpoint": _host_port(host, port),
+        "endpoint": host_port(host, port),
     }
     if secrets:
         normalized["password"] = _check_secret(index, target, "password", merged.get("password"))
@@ -282,13 +283,6 @@ def _normalize(index, target, base_port, secrets):
         )
     normalized["data_source_uri"] = postgres_data_source_uri(normalized)
     return normalized
-
-
-def _host_port(host, port):
-    host = str(host)
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"{host}:{port}"
 
 
 def postgres_data_source_uri(target):
@@ -307,7 +301,7 @@ def postgres_data_source_uri(target):
     ]
     query = "&".join(f"{key}={quote(str(value), safe='/')}" for key, value in options)
     return (
-        f"{_host_port(target['host'], target['port'])}/{quote(target['database'], safe='')}?{query}"
+        f"{host_port(target['host'], target['port'])}/{quote(target['database'], safe='')}?{query}"
     )
 
 
@@ -372,6 +366,6 @@ def postgres_static_configs(targets, host, address, base_port=9187, labels=None)
         if target["data_mountpoint"]:
             target_labels["data_mountpoint"] = target["data_mountpoint"]
         entries.append(
-            {"targets": [_host_port(address, target["exporter_port"])], "labels": target_labels}
+            {"targets": [host_port(address, target["exporter_port"])], "labels": target_labels}
         )
     return entries
