@@ -21,7 +21,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?= tags archive:trixie stack:bookworm security:trixie cluster alertmanager \
 	postgres_exporter:bookworm,trixie dragonflydb_exporter:bookworm,trixie docker_exporter \
 	prometheus node_exporter:bookworm,trixie
-MOLECULE_JOBS ?= 2
+# Three at once on 2 cores: most of a scenario's time is waiting for alerts.
+MOLECULE_JOBS ?= 3
 
 .PHONY: help venv machine demo test test-stages lint unit config-test faults molecule bench clean role-docs
 
