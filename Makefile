@@ -18,8 +18,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # the tag contract on the stack's host, beside the stack's own tests. `security`
 # runs on Debian 13, whose redis_exporter has basic auth; the exporters whose
 # packages differ most between the releases run on both.
-SCENARIOS ?= tags archive:trixie stack:bookworm security:trixie cluster alertmanager \
-	postgres_exporter:bookworm,trixie dragonflydb_exporter:bookworm,trixie docker_exporter \
+SCENARIOS ?= tags postgres_exporter:bookworm,trixie stack:bookworm archive:trixie \
+	security:trixie cluster alertmanager dragonflydb_exporter:bookworm,trixie docker_exporter \
 	prometheus node_exporter:bookworm,trixie
 # Three at once on 2 cores: most of a scenario's time is waiting for alerts.
 MOLECULE_JOBS ?= 3
