@@ -202,14 +202,19 @@ class _CatalogLoader(yaml.SafeLoader):
 _CatalogLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
 
 
+def catalog_groups():
+    """The catalog's rule groups (roles/prometheus/defaults/main/alerts_*.yml): name, rules."""
+    for path in sorted((PROJECT / "roles/prometheus/defaults/main").glob("alerts_*.yml")):
+        yield from yaml.load(path.read_text(), Loader=_CatalogLoader).values()
+
+
 def catalog_metrics(prefix):
     """Every metric name starting with `prefix` that an alert of the catalog reads (not a
     job name of the templates, `{{ job.dragonflydb }}`, nor a word of a comment)."""
     names = set()
-    for path in sorted((PROJECT / "roles/prometheus/defaults/main").glob("alerts_*.yml")):
-        for group in yaml.load(path.read_text(), Loader=_CatalogLoader).values():
-            for rule in group["rules"]:
-                names.update(re.findall(rf"(?<![\w.])({prefix}[A-Za-z0-9_]+)", rule["expr"]))
+    for group in catalog_groups():
+        for rule in group["rules"]:
+            names.update(re.findall(rf"(?<![\w.])({prefix}[A-Za-z0-9_]+)", rule["expr"]))
     return names
 
 
