@@ -24,7 +24,7 @@ SCENARIOS ?= tags postgres_exporter:bookworm,trixie stack:bookworm archive:trixi
 # Three at once on 2 cores: most of a scenario's time is waiting for alerts.
 MOLECULE_JOBS ?= 3
 
-.PHONY: help venv machine demo test test-stages lint unit config-test faults molecule bench clean role-docs
+.PHONY: help venv machine demo test test-stages lint unit config-test faults molecule bench clean role-docs docs-site
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,12 +43,13 @@ machine:  ## Install and start what the tests and the demo need (Docker engine, 
 demo: machine venv  ## Roll the whole stack out to a local container and print where it runs.
 	scripts/demo up
 
-lint: venv  ## yamllint, ruff, ansible-lint (production profile), role docs, ansible-test sanity.
+lint: venv  ## yamllint, ruff, ansible-lint (production profile), role and plugin docs, ansible-test sanity.
 	yamllint --strict .
 	ruff check .
 	ruff format --check .
 	ansible-lint -q --profile production
 	python3 scripts/role_docs.py --check
+	scripts/collection-docs lint
 	scripts/ansible-sanity
 
 unit: machine venv  ## pytest: modules and filters against real services, the Docker exporter.
@@ -81,6 +82,9 @@ bench: machine venv  ## Timings: a rollout, a no-change rerun, a --tags rules re
 
 role-docs: venv  ## Regenerate roles/*/README.md from argument specs, defaults and tags; check they agree.
 	python3 scripts/role_docs.py
+
+docs-site: venv  ## Build the collection's HTML docsite (antsibull-docs, Sphinx) in build/docsite/html.
+	scripts/collection-docs site
 
 clean:  ## Remove what `make demo` started.
 	scripts/demo down
