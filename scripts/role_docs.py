@@ -8,11 +8,11 @@ and generate roles/<role>/README.md from them.
                                     script writes (for CI; writes nothing)
 
 Each README is generated from meta/argument_specs.yml (what the role does,
-every option, every entry point), meta/main.yml (description, platforms),
-defaults/ (the values of templated defaults, shown as their expression), the
-role's tasks (their `tags:`), the stack's playbooks (site.yml: the tags and
-the hosts they apply the role with) and README.md's Tags table (what a tag
-runs). Edit those, never the READMEs, and rerun this script.
+every option, every entry point and its `examples`), meta/main.yml
+(description, platforms), defaults/ (the values of templated defaults, shown
+as their expression), the role's tasks (their `tags:`), the stack's
+playbooks (site.yml: the tags and the hosts they apply the role with) and
+README.md's Tags table (what a tag runs). Edit those, never the READMEs, and rerun this script.
 
 The rules of the check are in check_role(), check_shared() and check_tags().
 """
@@ -73,64 +73,6 @@ CATALOG_DEFAULTS = {
         "prometheus_alerts_monitoring": "defaults/main/alerts_monitoring.yml",
         "prometheus_alerts_probes": "defaults/main/alerts_probes.yml",
     },
-}
-
-# Examples of the entry points that the stack's playbooks do not apply as a
-# role: how another role or playbook calls them. The generator fails when one
-# does not name every required option of its entry point.
-EXAMPLES = {
-    ("alertmanager", "render"): """\
-- name: Render Alertmanager's configuration for review, touching no host
-  hosts: monitoring
-  gather_facts: false
-  tasks:
-    - name: Write <render_dir>/<host>/alertmanager/ on the controller
-      ansible.builtin.include_role:
-        name: prometheus_alerting.stack.alertmanager
-        tasks_from: render
-      vars:
-        render_dir: "{{ playbook_dir }}/build/rendered"
-""",
-    ("monitoring_service", "install"): """\
-# In a role of your own (its tasks/install.yml):
-- name: Install my_exporter and its user
-  ansible.builtin.import_role:
-    name: prometheus_alerting.stack.monitoring_service
-    tasks_from: install
-  vars:
-    monitoring_service_name: my-exporter
-    monitoring_service_packages: [my-exporter]
-    monitoring_service_user: my-exporter
-""",
-    ("monitoring_service", "unit"): """\
-# In a role of your own (its tasks/service.yml):
-- name: Run my_exporter under its own hardened unit
-  ansible.builtin.import_role:
-    name: prometheus_alerting.stack.monitoring_service
-    tasks_from: unit
-  vars:
-    monitoring_service_name: my-exporter
-    monitoring_service_description: My exporter
-    monitoring_service_user: my-exporter
-    monitoring_service_exec_start: [/usr/bin/my-exporter, --web.listen-address=127.0.0.1:9999]
-    monitoring_service_hardening:
-      ProtectHome: read-only
-""",
-    ("monitoring_service", "python_bundle"): """\
-# In a role of your own (its tasks/install.yml), when the host facts do not
-# show the version complete:
-- name: Install this version of my Python service
-  ansible.builtin.include_role:
-    name: prometheus_alerting.stack.monitoring_service
-    tasks_from: python_bundle
-  vars:
-    monitoring_service_name: my-service
-    monitoring_service_python_projects: ["{{ playbook_dir }}/my_service"]
-    monitoring_service_python_lock: "{{ playbook_dir }}/my_service/requirements.lock"
-    monitoring_service_python_command: my-service
-    monitoring_service_python_bundle: ~/.cache/my-service/my-service-1.0-py3.11-x86_64.tar.gz
-    monitoring_service_python_version_dir: /opt/prometheus-alerting/my-service/1.0-py3.11
-""",
 }
 
 GENERATED_MARKER = (
@@ -888,7 +830,7 @@ def example_for_main(role, uses):
 
 
 def example_for(role, entry_point, uses):
-    text = EXAMPLES.get((role.name, entry_point))
+    text = (role.specs.get(entry_point) or {}).get("examples")
     if text is None and entry_point == "main":
         text = example_for_main(role, uses)
     if text is None:

@@ -424,3 +424,18 @@ def test_an_undocumented_tag_fails(tmp_path):
     assert role_docs.check_tags([role], rows=[], uses={}) == [
         "demo: tag `demo_x` is not in README.md's Tags table"
     ]
+
+
+def test_an_entry_points_examples_come_from_its_spec_and_must_set_its_required_options(
+    tmp_path,
+):
+    specs = SPECS.replace(
+        "argument_specs:\n  main:\n",
+        "argument_specs:\n  main:\n    examples: |\n      - hosts: all\n        roles: [demo]\n",
+    )
+    role = make_role(tmp_path, specs=specs)
+
+    assert role_docs.example_for(role, "main", []) == "- hosts: all\n  roles: [demo]\n"
+    role.specs["main"]["options"]["demo_port"]["required"] = True
+    with pytest.raises(ValueError, match="does not set the required `demo_port`"):
+        role_docs.example_for(role, "main", [])
