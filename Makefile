@@ -43,13 +43,16 @@ machine:  ## Install and start what the tests and the demo need (Docker engine, 
 demo: machine venv  ## Roll the whole stack out to a local container and print where it runs.
 	scripts/demo up
 
-lint: venv  ## yamllint, ruff, ansible-lint (production profile), role and plugin docs, ansible-test sanity.
+lint: venv  ## yamllint, ruff, ansible-lint (production profile), role and plugin docs, changelog, ansible-test sanity.
 	yamllint --strict .
 	ruff check .
 	ruff format --check .
 	ansible-lint -q --profile production
 	python3 scripts/role_docs.py --check
 	scripts/collection-docs lint
+	antsibull-changelog lint
+	mkdir -p build && antsibull-changelog generate --output build/CHANGELOG.md --output-format md
+	cmp -s build/CHANGELOG.md CHANGELOG.md || { echo "CHANGELOG.md is stale: run antsibull-changelog generate" >&2; exit 1; }
 	scripts/ansible-sanity
 
 unit: machine venv  ## pytest: modules and filters against real services, the Docker exporter.
