@@ -1,4 +1,12 @@
-"""Action plugin of staged_config: bcrypt hashes of web users, made on the controller.
+"""Action plugin of staged_config: what is decided on the controller.
+
+Nothing to do: with ``known_state``, the look monitoring_host_facts took at the
+start of the run, the plugin plans from it with the module's own functions
+(module_utils/config_tree.py). When every wanted file is in place and nothing
+else is owed, it returns the module's unchanged result without a round trip to
+the host; any doubt runs the module, which plans again on the live files.
+
+Basic-auth users: bcrypt hashes of web users, made on the controller.
 
 A web config file given to staged_config with ``basic_auth_users`` (user name
 -> password) gets those users appended to its YAML content as bcrypt hashes
@@ -15,6 +23,10 @@ import os
 import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.config_tree import (
+    ARGUMENT_SPEC,
+    nothing_to_do,
+)
 
 # The controller's requirements.txt pins it; only basic-auth users need it.
 try:
@@ -73,8 +85,31 @@ def with_hashes(spec, live_text):
     return resolved
 
 
+def looked_ids(known):
+    """ids(kind, name) for config_tree from a look: None for a name it did not find."""
+
+    def ids(kind, name):
+        return known["user_ids" if kind == "user" else "group_ids"].get(name)
+
+    return ids
+
+
+def answer_from_look(args, known):
+    """The module's unchanged result when the look `known` proves it; else None."""
+    params = {name: spec.get("default") for name, spec in ARGUMENT_SPEC.items()}
+    params.update(args)
+    entry = (known.get("trees") or {}).get(params["dest"])
+    if entry is None:
+        return None
+    result = nothing_to_do(entry, params, looked_ids(known), known.get("digest_key"))
+    if result is not None:
+        result["from_known_state"] = True
+    return result
+
+
 class ActionModule(ActionBase):
-    """Resolve ``basic_auth_users`` of the wanted files, then run the module on the host."""
+    """Answer from the look when it proves nothing to do; else resolve
+    ``basic_auth_users`` of the wanted files and run the module on the host."""
 
     def _read_live(self, path, task_vars):
         """The live file's text, or '' when it is missing or unreadable."""
@@ -88,6 +123,12 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
+        known = args.pop("known_state", None)
+        if known:
+            answer = answer_from_look(args, known)
+            if answer is not None:
+                result.update(answer)
+                return result
         files = dict(args.get("files") or {})
         for relpath, spec in files.items():
             if isinstance(spec, dict) and "basic_auth_users" in spec:
@@ -108,4 +149,5 @@ class ActionModule(ActionBase):
                 module_name=self._task.action, module_args=args, task_vars=task_vars
             )
         )
+        result["from_known_state"] = False
         return result

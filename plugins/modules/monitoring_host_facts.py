@@ -27,6 +27,18 @@ options:
         hashing any binary, that a version is completely in place.
     type: path
     default: /opt/prometheus-alerting
+  config_registry:
+    description:
+      - Directory where M(prometheus_alerting.stack.staged_config) records the configuration
+        directories it manages (its O(prometheus_alerting.stack.staged_config#module:registry)).
+        Each one recorded there is reported in C(config_trees).
+    type: path
+  digest_key:
+    description:
+      - Key of the HMAC-SHA256 digests of the files in C(config_trees), instead of their
+        SHA-256. A result shown in a log (C(-v)) then gives nobody a way to test guesses of
+        a password file's content. A new random key for each run, kept on the controller.
+    type: str
 notes:
   - Without systemd (a plain container), C(services) is empty.
 author: Prometheus Alerting maintainers (@prometheus-alerting)
@@ -104,6 +116,21 @@ host:
       type: dict
       sample: {prometheus: {"2.53.3": {archive_sha256: 7f2a..., complete: true,
                files: [/opt/prometheus-alerting/prometheus/2.53.3/prometheus]}}}
+    config_trees:
+      description:
+        - With O(config_registry), what staged_config needs to tell, on the controller, that
+          it has nothing to do (its O(prometheus_alerting.stack.staged_config#module:known_state)).
+        - C(trees) has, per recorded directory, every file and directory under it with its
+          mode, owner, group (and a file's digest and modification time), whether each reload
+          marker recorded with it exists, and the user and group IDs of each recorded reader;
+          C(user_ids) and C(group_ids) map the host's names to IDs.
+      type: dict
+      returned: when O(config_registry) is set
+      sample: {trees: {/etc/prometheus: {tree: {dirs: {".": [493, 0, 0]}, files: {prometheus.yml:
+               {digest: 9c1e..., mode: 416, uid: 0, gid: 112, mtime: 1764172790.1}}},
+               reload_markers: {/var/lib/prometheus-alerting/reload-pending/prometheus: false},
+               readers: {prometheus: {uid: 108, gids: [112]}}}},
+               user_ids: {prometheus: 108}, group_ids: {prometheus: 112}}
 """
 
 import glob
@@ -118,6 +145,7 @@ import sys
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.config_tree import look
 
 UNIT_DIR = "/etc/systemd/system"
 # Written last by an archive install (roles/monitoring_service/tasks/install.yml).
@@ -262,7 +290,11 @@ def nameservers(path="/etc/resolv.conf"):
 
 def main():
     module = AnsibleModule(
-        argument_spec={"archive_root": {"type": "path", "default": "/opt/prometheus-alerting"}},
+        argument_spec={
+            "archive_root": {"type": "path", "default": "/opt/prometheus-alerting"},
+            "config_registry": {"type": "path"},
+            "digest_key": {"type": "str", "no_log": True},
+        },
         supports_check_mode=True,
     )
     units = unit_files()
@@ -282,6 +314,12 @@ def main():
         "nameservers": nameservers(),
         "archives": archive_installs(module.params["archive_root"]),
     }
+    if module.params["config_registry"]:
+        host["config_trees"] = {
+            "trees": look(module.params["config_registry"], module.params["digest_key"]),
+            "user_ids": {entry.pw_name: entry.pw_uid for entry in pwd.getpwall()},
+            "group_ids": host["groups"],
+        }
     module.exit_json(changed=False, host=host)
 
 

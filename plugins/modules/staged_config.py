@@ -130,6 +130,26 @@ options:
         any other by I(service_started_at).
     type: dict
     default: {}
+  registry:
+    description:
+      - Directory where the module records I(dest), once its files are live, with
+        I(reload_marker) and I(readable_by).
+        M(prometheus_alerting.stack.monitoring_host_facts) given the same directory reports
+        the state of every tree recorded there (C(config_trees)), for I(known_state) in later
+        runs.
+    type: path
+  known_state:
+    description:
+      - What the host's look at the start of the run found, as
+        M(prometheus_alerting.stack.monitoring_host_facts) returns it in C(config_trees), with
+        its C(digest_key) added. When what it found of I(dest)
+        shows every wanted file in place with its attributes, nothing to prune, no reload
+        owed, no file newer than its service and every file readable by I(readable_by), the
+        action plugin returns the module's unchanged result without running anything on
+        the host. Any doubt, or a file with C(basic_auth_users), runs the module.
+      - Only valid while nothing else has changed the tree since the look. Leave it out
+        after a task that may have (a package install).
+    type: dict
 notes:
   - Supports check mode (the staged tree is still validated, nothing goes live) and diff mode.
     The diff shows a change of mode, owner or group as well as of content.
@@ -189,9 +209,14 @@ reload_pending:
       was left by an earlier run that did not get to the reload.
   returned: always
   type: bool
+from_known_state:
+  description:
+    - Whether the action plugin answered from I(known_state), without running anything on
+      the host (nothing to do).
+  returned: always
+  type: bool
 """
 
-import glob
 import grp
 import json
 import os
@@ -202,62 +227,48 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.prometheus_alerting.stack.plugins.module_utils.config_tree import (
+    ARGUMENT_SPEC,
+    Reader,
+    WantedDirectory,
+    WantedFile,
+    owner_text,
+    plan,
+    register,
+    safe_relpath,
+    snapshot,
+    stale_files,
+    unreadable,
+    write_json,
+)
 
 MARKER_WINDOW = 4096
 
 
-class WantedFile:
-    """One file the caller wants, with its content and attributes.
+def host_ids(check_mode):
+    """ids(kind, name) for config_tree: the host's user and group IDs.
 
     An owner or group that does not exist yet is allowed in check mode only
-    (a fresh host where an earlier task would create it): its id is None.
+    (a fresh host where an earlier task would create it): its ID is None.
     """
 
-    def __init__(self, relpath, spec, defaults, check_mode=False):
-        if isinstance(spec, dict):
-            if "content" not in spec:
-                raise ValueError(f"files[{relpath!r}] has no 'content'")
-            if "basic_auth_users" in spec:
-                # The action plugin (plugins/action/staged_config.py) replaces them by hashes.
-                raise ValueError(
-                    f"files[{relpath!r}] has basic_auth_users, which only the staged_config "
-                    "action plugin resolves: add its directory to action_plugins"
-                )
-            content = spec["content"]
-        else:
-            content, spec = spec, {}
-        self.relpath = relpath
-        self.content = str(content).encode("utf-8")
-        self.show_diff = bool(spec.get("diff", True))
-        self.mode = _parse_mode(spec.get("mode", defaults["mode"]))
-        self.uid = _lookup_id(
-            pwd.getpwnam, "user", spec.get("owner", defaults["owner"]), check_mode
-        )
-        self.gid = _lookup_id(
-            grp.getgrnam, "group", spec.get("group", defaults["group"]), check_mode
-        )
+    def ids(kind, name):
+        try:
+            return (pwd.getpwnam if kind == "user" else grp.getgrnam)(name)[2]
+        except KeyError:
+            if check_mode:
+                return None
+            raise ValueError(f"{kind} {name!r} does not exist") from None
+
+    return ids
 
 
-def _parse_mode(mode):
-    if isinstance(mode, int):
-        return mode
-    return int(str(mode), 8)
-
-
-def _lookup_id(lookup, kind, name, check_mode):
+def host_name(kind, ident):
+    """The name of a user or group ID, or the ID where it has none."""
     try:
-        return lookup(name)[2]
+        return (pwd.getpwuid if kind == "user" else grp.getgrgid)(ident)[0]
     except KeyError:
-        if check_mode:
-            return None
-        raise ValueError(f"{kind} {name!r} does not exist") from None
-
-
-def _safe_relpath(relpath):
-    normalized = os.path.normpath(relpath)
-    if os.path.isabs(relpath) or normalized.startswith(".."):
-        raise ValueError(f"file path {relpath!r} must stay inside dest")
-    return normalized
+        return str(ident)
 
 
 def _read(path):
@@ -276,38 +287,21 @@ def _carries_marker(path, marker):
         return False
 
 
-def _attributes_differ(path, wanted):
-    """Whether path is missing or lacks the mode, uid and gid of `wanted` (a file or directory)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return True
-    return (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (wanted.mode, wanted.uid, wanted.gid)
-
-
-class WantedDirectory:
-    """Attributes of dest and of the directories created in it."""
-
-    def __init__(self, params, check_mode):
-        self.mode = _parse_mode(params["directory_mode"])
-        self.uid = _lookup_id(pwd.getpwnam, "user", params["directory_owner"], check_mode)
-        self.gid = _lookup_id(grp.getgrnam, "group", params["directory_group"], check_mode)
-
-    def ensure(self, path):
-        """Create path (and missing parents inside it) with these attributes."""
-        if not os.path.isdir(path):
-            parent = os.path.dirname(path)
-            if not os.path.isdir(parent):
-                self.ensure(parent)
-            os.mkdir(path)
-        os.chown(path, self.uid, self.gid)
-        os.chmod(path, self.mode)
+def ensure_directory(path, directory):
+    """Create path (and missing parents inside it) with the attributes of `directory`."""
+    if not os.path.isdir(path):
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            ensure_directory(parent, directory)
+        os.mkdir(path)
+    os.chown(path, directory.uid, directory.gid)
+    os.chmod(path, directory.mode)
 
 
 def _write_atomically(path, wanted, directory):
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
-        directory.ensure(parent)
+        ensure_directory(parent, directory)
     fd, tmp = tempfile.mkstemp(prefix=".staged-", dir=parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -323,85 +317,13 @@ def _write_atomically(path, wanted, directory):
         raise
 
 
-def _owner_text(mode, uid, gid):
-    """`0640 root:prometheus`: a file's mode, owner and group as ls shows them."""
-
-    def name(lookup, ident):
-        if ident is None:
-            return "(not created yet)"
-        try:
-            return lookup(ident)[0]
-        except KeyError:
-            return str(ident)
-
-    return f"{mode:04o} {name(pwd.getpwuid, uid)}:{name(grp.getgrgid, gid)}"
-
-
-class Reader:
-    """A system user, and whether it may read or search a path with given attributes."""
-
-    READ, SEARCH = 4, 1
-
-    def __init__(self, name):
-        entry = pwd.getpwnam(name)
-        self.name = name
-        self.uid = entry.pw_uid
-        self.gids = set(os.getgrouplist(name, entry.pw_gid))
-
-    def may(self, mode, uid, gid, permission):
-        # As the kernel decides: the owner's bits for the owner, else the group's, else others'.
-        if self.uid == 0:
-            return True
-        if uid == self.uid:
-            return bool((mode >> 6) & permission)
-        if gid in self.gids:
-            return bool((mode >> 3) & permission)
-        return bool(mode & permission)
-
-
-def unreadable(dest, wanted, directory, reader):
-    """Wanted files `reader` could not read once live, each with the reason."""
-    problems = []
-    for item in sorted(wanted.values(), key=lambda i: i.relpath):
-        # dest gets the wanted directory attributes; a subdirectory keeps its own, or
-        # gets them when it is created.
-        path_attributes = [(dest, directory.mode, directory.uid, directory.gid)]
-        current = dest
-        for part in item.relpath.split(os.sep)[:-1]:
-            current = os.path.join(current, part)
-            try:
-                st = os.stat(current)
-                path_attributes.append((current, st.st_mode & 0o7777, st.st_uid, st.st_gid))
-            except FileNotFoundError:
-                path_attributes.append((current, directory.mode, directory.uid, directory.gid))
-        path_attributes.append((None, item.mode, item.uid, item.gid))
-        if any(uid is None or gid is None for _path, _mode, uid, gid in path_attributes):
-            continue  # check mode on a fresh host: the owner does not exist yet
-        for path, mode, uid, gid in path_attributes:
-            permission = Reader.READ if path is None else Reader.SEARCH
-            if not reader.may(mode, uid, gid, permission):
-                where = f"its directory {path} is" if path else "it would be"
-                problems.append(f"{item.relpath} ({where} {_owner_text(mode, uid, gid)})")
-                break
-    return problems
-
-
-def stale_files(dest, wanted, content_changes, started_at, started_at_by_subdir):
-    """Live files, unchanged by this run, that were written after their service started."""
-    changing = {item.relpath for item in content_changes}
-    stale = []
-    for relpath in sorted(wanted):
-        subdir = relpath.split("/", 1)[0] if "/" in relpath else None
-        service_started = float(started_at_by_subdir.get(subdir, started_at) or 0)
-        if not service_started or relpath in changing:
-            continue
-        try:
-            modified = os.stat(os.path.join(dest, relpath)).st_mtime
-        except FileNotFoundError:
-            continue
-        if modified > service_started:
-            stale.append(relpath)
-    return stale
+def to_prune(dest, candidates, marker):
+    """The candidates of config_tree.plan to remove: owned ones, and marked ones."""
+    return [
+        relpath
+        for relpath, owned in candidates
+        if owned or _carries_marker(os.path.join(dest, relpath), marker)
+    ]
 
 
 def _read_marker(path):
@@ -420,59 +342,8 @@ def write_marker(path, files):
         "since": record.get("since") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "files": sorted(set(record.get("files") or []) | set(files)),
     }
-    parent = os.path.dirname(path)
-    os.makedirs(parent, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".marker-", dir=parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record, handle)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    # The rename itself must reach the disk before any live file changes.
-    directory_fd = os.open(parent, os.O_RDONLY)
-    try:
-        os.fsync(directory_fd)
-    finally:
-        os.close(directory_fd)
-
-
-def _all_files(dest):
-    for root, _dirs, names in os.walk(dest):
-        for name in names:
-            yield os.path.relpath(os.path.join(root, name), dest)
-
-
-def plan(dest, wanted, prune, marker, owned=()):
-    """Work out what differs: (content changes, attribute-only changes, files to prune)."""
-    content_changes, attribute_changes = [], []
-    for item in wanted.values():
-        live = os.path.join(dest, item.relpath)
-        if _read(live) != item.content:
-            content_changes.append(item)
-        elif _attributes_differ(live, item):
-            attribute_changes.append(item)
-    to_prune = []
-    for pattern in prune:
-        for path in sorted(glob.glob(os.path.join(dest, pattern))):
-            relpath = os.path.relpath(path, dest)
-            if relpath not in wanted and os.path.isfile(path) and _carries_marker(path, marker):
-                to_prune.append(relpath)
-    for subdirectory in owned:
-        root = os.path.join(dest, subdirectory)
-        if os.path.isdir(root):
-            to_prune += [
-                os.path.normpath(os.path.join(subdirectory, relpath))
-                for relpath in _all_files(root)
-                if os.path.normpath(os.path.join(subdirectory, relpath)) not in wanted
-            ]
-    return content_changes, attribute_changes, sorted(set(to_prune))
+    # Durable: the marker must be on disk before any live file changes.
+    write_json(path, record, durable=True)
 
 
 def stage(dest, content_changes, to_prune, directory_mode):
@@ -538,8 +409,8 @@ def build_diff(dest, content_changes, to_prune, hidden, attribute_changes=()):
             st = os.stat(path)
         except FileNotFoundError:
             continue  # a new file: its content diff says it all
-        before = _owner_text(st.st_mode & 0o7777, st.st_uid, st.st_gid)
-        after = _owner_text(item.mode, item.uid, item.gid)
+        before = owner_text(st.st_mode & 0o7777, st.st_uid, st.st_gid, host_name)
+        after = owner_text(item.mode, item.uid, item.gid, host_name)
         if before != after:
             diff.append(
                 {
@@ -572,78 +443,66 @@ def build_diff(dest, content_changes, to_prune, hidden, attribute_changes=()):
     return diff
 
 
+def wanted_files(params, ids):
+    """{relpath: WantedFile} of the files parameter; ValueError names a bad one."""
+    wanted = {}
+    for relpath, spec in params["files"].items():
+        if isinstance(spec, dict) and "basic_auth_users" in spec:
+            # The action plugin (plugins/action/staged_config.py) replaces them by hashes.
+            raise ValueError(
+                f"files[{relpath!r}] has basic_auth_users, which only the staged_config "
+                "action plugin resolves: add its directory to action_plugins"
+            )
+        item = WantedFile(safe_relpath(relpath), spec, params, ids)
+        wanted[item.relpath] = item
+    return wanted
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "dest": {"type": "path", "required": True},
-            "files": {"type": "dict", "default": {}},
-            "validate": {"type": "list", "elements": "str", "default": []},
-            "prune": {"type": "list", "elements": "str", "default": []},
-            "prune_marker": {"type": "str"},
-            "owner": {"type": "str", "default": "root"},
-            "group": {"type": "str", "default": "root"},
-            "mode": {"type": "raw", "default": "0644"},
-            "directory_mode": {"type": "raw", "default": "0755"},
-            "directory_owner": {"type": "str", "default": "root"},
-            "directory_group": {"type": "str", "default": "root"},
-            "owned": {"type": "list", "elements": "str", "default": []},
-            "secrets": {"type": "list", "elements": "str", "default": [], "no_log": True},
-            "readable_by": {"type": "str"},
-            "reload_marker": {"type": "path"},
-            "service_started_at": {"type": "float", "default": 0},
-            "services_started_at": {"type": "dict", "default": {}},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     if params["prune"] and not params["prune_marker"]:
         module.fail_json(msg="prune needs prune_marker: only marked files may be removed")
     dest = params["dest"]
+    ids = host_ids(module.check_mode)
     try:
-        directory = WantedDirectory(params, module.check_mode)
-        wanted = {}
-        for relpath, spec in params["files"].items():
-            item = WantedFile(_safe_relpath(relpath), spec, params, module.check_mode)
-            wanted[item.relpath] = item
+        directory = WantedDirectory(params, ids)
+        wanted = wanted_files(params, ids)
+        owned = [safe_relpath(subdirectory) for subdirectory in params["owned"]]
     except ValueError as err:
         module.fail_json(msg=f"invalid files: {err}")
 
-    owned = [_safe_relpath(subdirectory) for subdirectory in params["owned"]]
-    content_changes, attribute_changes, to_prune = plan(
-        dest, wanted, params["prune"], params["prune_marker"] or "", owned
-    )
-    directory_changed = _attributes_differ(dest, directory)
-    files_change = bool(content_changes or attribute_changes or to_prune)
+    tree = snapshot(dest)
+    content_changes, attribute_changes, candidates = plan(tree, wanted, params["prune"], owned)
+    pruned = to_prune(dest, candidates, params["prune_marker"] or "")
+    directory_changed = directory.differs(tree)
+    files_change = bool(content_changes or attribute_changes or pruned)
     marker = params["reload_marker"]
     # A marker left by an earlier run: the service still owes that reload.
     owed = bool(marker) and os.path.exists(marker)
     stale = stale_files(
-        dest, wanted, content_changes, params["service_started_at"], params["services_started_at"]
+        tree, wanted, content_changes, params["service_started_at"], params["services_started_at"]
     )
     result = {
         "changed": files_change or directory_changed or owed or bool(stale),
         "changed_files": sorted(i.relpath for i in content_changes + attribute_changes),
-        "removed_files": to_prune,
+        "removed_files": pruned,
         "directory_changed": directory_changed,
         "reload_pending": files_change or owed,
         "stale_files": stale,
     }
 
     if params["readable_by"]:
-        check_readable(module, params["readable_by"], dest, wanted, directory, result, owed)
+        check_readable(module, params["readable_by"], dest, tree, wanted, directory, result, owed)
 
-    if module._diff and (content_changes or to_prune or attribute_changes):
+    if module._diff and (content_changes or pruned or attribute_changes):
         # Secret files, and whatever is pruned from owned directories, show no content.
         hidden = {relpath for relpath, item in wanted.items() if not item.show_diff}
-        hidden |= {
-            relpath
-            for relpath in to_prune
-            if any(relpath.startswith(sub + os.sep) for sub in owned)
-        }
-        result["diff"] = build_diff(dest, content_changes, to_prune, hidden, attribute_changes)
+        hidden |= {relpath for relpath, in_owned in candidates if in_owned}
+        result["diff"] = build_diff(dest, content_changes, pruned, hidden, attribute_changes)
 
-    if content_changes or to_prune:
-        staging_root, staged = stage(dest, content_changes, to_prune, directory.mode)
+    if content_changes or pruned:
+        staging_root, staged = stage(dest, content_changes, pruned, directory.mode)
         try:
             result["validation"], failure = validate(module, params["validate"], staged, dest)
         finally:
@@ -661,25 +520,30 @@ def main():
                 **result,
             )
 
-    if module.check_mode or not (files_change or directory_changed):
+    if module.check_mode:
         module.exit_json(**result)
 
     if marker and files_change:
-        write_marker(marker, result["changed_files"] + to_prune)
-    go_live(dest, directory, directory_changed, content_changes, attribute_changes, to_prune)
+        write_marker(marker, result["changed_files"] + pruned)
+    if files_change or directory_changed:
+        go_live(dest, directory, directory_changed, content_changes, attribute_changes, pruned)
+    if params["registry"]:
+        # After the files: a record names a tree the next run's look may trust.
+        register(params["registry"], dest, marker, params["readable_by"])
     module.exit_json(**result)
 
 
-def check_readable(module, user, dest, wanted, directory, result, owed):
+def check_readable(module, user, dest, tree, wanted, directory, result, owed):
     """Fail, before anything goes live, when `user` could not read a wanted file."""
     try:
-        reader = Reader(user)
+        entry = pwd.getpwnam(user)
     except KeyError:
         if module.check_mode:
             return  # a fresh host: an earlier task would create the user
         result.update(changed=False, reload_pending=owed)
         module.fail_json(msg=f"readable_by: user {user!r} does not exist", **result)
-    problems = unreadable(dest, wanted, directory, reader)
+    reader = Reader(user, entry.pw_uid, os.getgrouplist(user, entry.pw_gid))
+    problems = unreadable(dest, tree, wanted, directory, reader, host_name)
     if problems:
         result.update(changed=False, reload_pending=owed)
         module.fail_json(
@@ -692,7 +556,7 @@ def check_readable(module, user, dest, wanted, directory, result, owed):
 def go_live(dest, directory, directory_changed, content_changes, attribute_changes, to_prune):
     """Apply the validated plan to the live tree: each file by an atomic rename."""
     if directory_changed:
-        directory.ensure(dest)
+        ensure_directory(dest, directory)
     for item in content_changes:
         _write_atomically(os.path.join(dest, item.relpath), item, directory)
     for item in attribute_changes:

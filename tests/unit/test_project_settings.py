@@ -1,6 +1,7 @@
 """Settings that keep a production run safe: no default inventory, host keys checked."""
 
 import configparser
+import json
 import os
 import re
 import subprocess
@@ -39,3 +40,31 @@ def test_a_run_without_an_inventory_stops_before_any_host_and_says_why(tmp_path)
     assert "No hosts: name your inventory" in output
     # Only the implicit localhost ran anything: no play reached a host.
     assert re.findall(r"^(\S+)\s+: ok=", output, re.MULTILINE) == ["localhost"]
+
+
+def test_every_connection_the_project_uses_pipelines():
+    """ssh for real hosts, community.docker.docker for the demo and tests, local for localhost."""
+    script = """
+import json
+from ansible.playbook import play_context
+from ansible.plugins.loader import connection_loader, init_plugin_loader
+
+init_plugin_loader()
+enabled = {}
+for name in ("ansible.builtin.ssh", "community.docker.docker", "ansible.builtin.local"):
+    connection = connection_loader.get(name, play_context.PlayContext(), None)
+    connection.set_options()
+    enabled[name] = connection.is_pipelining_enabled()
+print(json.dumps(enabled))
+"""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    env.pop("ANSIBLE_PIPELINING", None)
+    result = subprocess.run(
+        ["python3", "-c", script], env=env, capture_output=True, text=True, check=True, cwd=ROOT
+    )
+
+    assert json.loads(result.stdout) == {
+        "ansible.builtin.ssh": True,
+        "community.docker.docker": True,
+        "ansible.builtin.local": True,
+    }
