@@ -22,6 +22,7 @@ import hmac
 import json
 import os
 import pwd
+import stat
 import tempfile
 
 ROOT = "."
@@ -73,6 +74,8 @@ def snapshot(dest, key=None):
         for name in names:
             path = os.path.join(root, name)
             try:
+                if not stat.S_ISREG(os.stat(path).st_mode):
+                    continue  # a FIFO or device would block or never end: not a config file
                 with open(path, "rb") as handle:
                     content_digest = digest(handle.read(), key)
                     st = os.fstat(handle.fileno())

@@ -281,3 +281,10 @@ def test_prune_patterns_match_what_glob_finds(tmp_path, pattern):
     }
 
     assert {relpath for relpath in tree["files"] if config_tree.matches(pattern, relpath)} == found
+
+
+def test_a_fifo_in_a_tree_is_no_file_of_it(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "real.yml").write_text("x\n")
+
+    assert set(config_tree.snapshot(str(tmp_path))["files"]) == {"real.yml"}
