@@ -30,12 +30,15 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.prometheus_alerting.stack.plugins.module_utils.plain_data import (
     plain as _plain,
 )
-from ansible_collections.prometheus_alerting.stack.plugins.plugin_utils.addresses import host_port
+from ansible_collections.prometheus_alerting.stack.plugins.plugin_utils.addresses import (
+    DEFAULT_PORTS,
+    host_port,
+    url_parts,
+)
 
 PURPOSES = ("service", "dragonflydb", "notification", "dns")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 TLS_MODES = ("none", "tls", "starttls")
-DEFAULT_PORTS = {"http": 80, "https": 443, "smtp": 25, "redis": 6379, "rediss": 6379}
 
 # Modules every exporter has; a probe with settings of its own gets a module
 # of its own (`<check>_<probe name>`).
@@ -94,20 +97,6 @@ def _derived_name(kind, host, port):
     return f"{kind}-{host.replace(':', '.')}-{port}"
 
 
-def _url_parts(url, where, schemes):
-    parts = urlsplit(url)
-    if parts.scheme not in schemes or not parts.hostname:
-        raise AnsibleFilterError(
-            f"{where}: url {url!r} must start with {' or '.join(s + '://' for s in schemes)} "
-            f"and name a host"
-        )
-    try:
-        port = parts.port or DEFAULT_PORTS[parts.scheme]
-    except ValueError as err:
-        raise AnsibleFilterError(f"{where}: url {url!r}: {err}") from err
-    return parts.scheme, parts.hostname, port
-
-
 # --- Probes the inventory implies ---------------------------------------------------
 
 
@@ -138,7 +127,7 @@ def blackbox_dragonflydb_probes(groups, hostvars, group="dragonflydb_hosts"):
 
 
 def _url_probe(url, name):
-    scheme, host, port = _url_parts(url, name, ("http", "https"))
+    scheme, host, port = url_parts(url, name, ("http", "https"))
     return {
         "name": name,
         "address": host_port(host, port),
@@ -251,7 +240,7 @@ def _tls_settings(probe, host, where):
 
 
 def _http_checks(probe, where):
-    scheme = _url_parts(probe.get("url", ""), where, ("http", "https"))[0]
+    scheme = url_parts(probe.get("url", ""), where, ("http", "https"))[0]
     http = {"preferred_ip_protocol": "ip4"}
     if probe.get("status"):
         statuses = probe["status"] if isinstance(probe["status"], list) else [probe["status"]]

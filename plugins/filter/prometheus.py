@@ -15,7 +15,10 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.prometheus_alerting.stack.plugins.module_utils.plain_data import (
     plain as _plain,
 )
-from ansible_collections.prometheus_alerting.stack.plugins.plugin_utils.addresses import host_port
+from ansible_collections.prometheus_alerting.stack.plugins.plugin_utils.addresses import (
+    host_port,
+    url_parts,
+)
 from ansible_collections.prometheus_alerting.stack.plugins.plugin_utils.postgres_targets import (
     postgres_static_configs,
 )
@@ -507,6 +510,8 @@ def prometheus_remote_endpoints(entries, secrets_dir, kind):
     for index, entry in enumerate(_plain(entries or [])):
         if not isinstance(entry, dict) or not entry.get("url"):
             raise AnsibleFilterError(f"prometheus_{kind}[{index}] needs a url")
+        # promtool accepts any string here; Prometheus would fail on it only when sending.
+        url_parts(entry["url"], f"prometheus_{kind}[{index}]", ("http", "https"))
         config = copy.deepcopy(entry)
         token = config.pop("bearer_token", None)
         if token:

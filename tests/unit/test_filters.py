@@ -393,3 +393,24 @@ class TestRemoteEndpoints:
         both = [{"url": "http://x", "bearer_token": "a", "basic_auth": {"username": "u"}}]
         with pytest.raises(AnsibleFilterError, match="exclude each other"):
             prometheus.prometheus_remote_endpoints(both, "/s", "remote_write")
+
+    @pytest.mark.parametrize(
+        "url", ["victoria:8428/api/v1/write", "ftp://vm/api/v1/write", "http:///api/v1/write"]
+    )
+    def test_a_url_that_is_not_one_is_named(self, url):
+        with pytest.raises(AnsibleFilterError) as failure:
+            prometheus.prometheus_remote_endpoints([{"url": url}], "/s", "remote_write")
+
+        assert str(failure.value) == (
+            f"prometheus_remote_write[0]: url {url!r} must start with http:// or https:// "
+            "and name a host"
+        )
+
+    def test_a_password_in_a_bad_url_is_not_shown(self):
+        with pytest.raises(AnsibleFilterError) as failure:
+            prometheus.prometheus_remote_endpoints(
+                [{"url": "http://tenant:s3cret@vm:port/api/v1/write"}], "/s", "remote_write"
+            )
+
+        assert "s3cret" not in str(failure.value)
+        assert "'http://tenant:***@vm:port/api/v1/write'" in str(failure.value)
