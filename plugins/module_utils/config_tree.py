@@ -152,7 +152,8 @@ def matches(pattern, relpath):
         return False
     return all(
         fnmatch.fnmatchcase(name, part) and (not name.startswith(".") or part.startswith("."))
-        for part, name in zip(pattern_parts, path_parts, strict=True)
+        # Lengths checked above; no strict=: targets may run Python < 3.10.
+        for part, name in zip(pattern_parts, path_parts)  # noqa: B905
     )
 
 
