@@ -24,7 +24,7 @@ SCENARIOS ?= tags postgres_exporter:bookworm,trixie stack:bookworm archive:trixi
 # Three at once on 2 cores: most of a scenario's time is waiting for alerts.
 MOLECULE_JOBS ?= 3
 
-.PHONY: help venv machine demo test test-stages lint unit config-test faults molecule bench clean role-docs docs-site
+.PHONY: help venv machine demo test test-stages lint unit config-test faults molecule bench bench-fleet clean role-docs docs-site
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ test-stages:
 
 bench: machine venv  ## Timings: a rollout, a no-change rerun, a --tags rules rerun.
 	scripts/bench
+
+bench-fleet: machine venv  ## Timings on two monitoring hosts and 20 monitored ones, against one host.
+	scripts/bench --fleet 20
 
 role-docs: venv  ## Regenerate roles/*/README.md from argument specs, defaults and tags; check they agree.
 	python3 scripts/role_docs.py
