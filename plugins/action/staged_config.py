@@ -5,6 +5,10 @@ start of the run, the plugin plans from it with the module's own functions
 (module_utils/config_tree.py). When every wanted file is in place and nothing
 else is owed, it returns the module's unchanged result without a round trip to
 the host; any doubt runs the module, which plans again on the live files.
+The look no longer holds for a tree the module changed since: such a change
+is recorded in this run's own temporary directory on the controller (Ansible's
+local tmp, which goes with the run), and the tree's next task in the run (a
+role applied twice) runs the module again.
 
 Basic-auth users: bcrypt hashes of web users, made on the controller.
 
@@ -18,9 +22,11 @@ derived from them.
 """
 
 import base64
+import hashlib
 import os
 
 import yaml
+from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible_collections.prometheus_alerting.stack.plugins.module_utils.config_tree import (
@@ -107,6 +113,12 @@ def answer_from_look(args, known):
     return result
 
 
+def changed_in_this_run(host, dest):
+    """The file whose existence says that the module changed `dest` on `host` in this run."""
+    name = hashlib.sha1(f"{host}\0{dest}".encode()).hexdigest()
+    return os.path.join(C.DEFAULT_LOCAL_TMP, "staged-config-changed", name)
+
+
 class ActionModule(ActionBase):
     """Answer from the look when it proves nothing to do; else resolve
     ``basic_auth_users`` of the wanted files and run the module on the host."""
@@ -124,7 +136,8 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
         known = args.pop("known_state", None)
-        if known:
+        record = changed_in_this_run(task_vars.get("inventory_hostname"), str(args.get("dest")))
+        if known and not os.path.exists(record):
             answer = answer_from_look(args, known)
             if answer is not None:
                 result.update(answer)
@@ -150,4 +163,12 @@ class ActionModule(ActionBase):
             )
         )
         result["from_known_state"] = False
+        if not self._task.check_mode and (
+            result.get("changed_files")
+            or result.get("removed_files")
+            or result.get("directory_changed")
+        ):
+            os.makedirs(os.path.dirname(record), exist_ok=True)
+            with open(record, "w"):
+                pass
         return result

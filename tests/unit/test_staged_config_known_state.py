@@ -7,15 +7,17 @@ The controller may answer alone only when the module reports no change.
 """
 
 import glob
+import grp
 import importlib.util
 import os
+import pwd
 from pathlib import Path
 
 import monitoring_host_facts
 import pytest
 import staged_config
 from ansible_collections.prometheus_alerting.stack.plugins.module_utils import config_tree
-from conftest import ModuleFailed, run_module
+from conftest import ModuleFailed, run_local_playbook, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
@@ -288,3 +290,76 @@ def test_a_fifo_in_a_tree_is_no_file_of_it(tmp_path):
     (tmp_path / "real.yml").write_text("x\n")
 
     assert set(config_tree.snapshot(str(tmp_path))["files"]) == {"real.yml"}
+
+
+LOOK_THEN_CHANGE_TWICE = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Look
+      prometheus_alerting.stack.monitoring_host_facts:
+        config_registry: "{{ registry }}"
+        digest_key: "{{ key }}"
+      register: look
+    - name: Keep it
+      ansible.builtin.set_fact:
+        known: "{{ look.host.config_trees | combine({'digest_key': key}) }}"
+    - name: Nothing to do, answered from the look
+      prometheus_alerting.stack.staged_config:
+        dest: "{{ dest }}"
+        files: {exporter.yml: "one\\n"}
+        known_state: "{{ known }}"
+        registry: "{{ registry }}"
+      register: first
+    - name: A change
+      prometheus_alerting.stack.staged_config:
+        dest: "{{ dest }}"
+        files: {exporter.yml: "two\\n"}
+        known_state: "{{ known }}"
+        registry: "{{ registry }}"
+      register: second
+    - name: Back to what the look saw, later in the same run
+      prometheus_alerting.stack.staged_config:
+        dest: "{{ dest }}"
+        files: {exporter.yml: "one\\n"}
+        known_state: "{{ known }}"
+        registry: "{{ registry }}"
+      register: third
+    - name: Show what each did
+      ansible.builtin.debug:
+        msg: "{{ [first, second, third] | map(attribute='from_known_state') | list }}
+              {{ [first, second, third] | map(attribute='changed') | list }}"
+"""
+
+
+def test_a_tree_changed_earlier_in_the_run_is_checked_on_the_host_again(tmp_path):
+    dest, registry = tmp_path / "exporter", tmp_path / "registry"
+    owner = {
+        "owner": pwd.getpwuid(os.getuid()).pw_name,
+        "group": grp.getgrgid(os.getgid()).gr_name,
+        "directory_owner": pwd.getpwuid(os.getuid()).pw_name,
+        "directory_group": grp.getgrgid(os.getgid()).gr_name,
+    }
+    run_module(
+        staged_config,
+        {"dest": str(dest), "files": {"exporter.yml": "one\n"}, "registry": str(registry), **owner},
+    )
+    playbook = tmp_path / "playbook.yml"
+    playbook.write_text(
+        LOOK_THEN_CHANGE_TWICE.replace(
+            'registry: "{{ registry }}"\n      register',
+            'registry: "{{ registry }}"\n'
+            + "".join(f"        {k}: {v}\n" for k, v in owner.items())
+            + "      register",
+        )
+    )
+
+    result = run_local_playbook(
+        playbook, {"dest": str(dest), "registry": str(registry), "key": KEY}
+    )
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    # From the look, then the module twice: the third task saw the look was stale.
+    assert "[True, False, False] [False, True, True]" in output
+    assert (dest / "exporter.yml").read_text() == "one\n"
