@@ -277,6 +277,7 @@ def nothing_to_do(known, params, ids, key=None):
             item = WantedFile(safe_relpath(relpath), spec, params, ids)
             wanted[item.relpath] = item
         directory = WantedDirectory(params, ids)
+        owned = [safe_relpath(subdirectory) for subdirectory in params["owned"]]
     except ValueError:
         return None
     tree, marker, reader = known["tree"], params.get("reload_marker"), params.get("readable_by")
@@ -284,7 +285,7 @@ def nothing_to_do(known, params, ids, key=None):
     in_place = (
         all(i.uid is not None and i.gid is not None for i in [directory, *wanted.values()])
         and not directory.differs(tree)
-        and not any(plan(tree, wanted, params["prune"], params["owned"], key))
+        and not any(plan(tree, wanted, params["prune"], owned, key))
         and not (marker and known["reload_markers"].get(marker, True))
         and not stale_files(
             tree, wanted, [], params["service_started_at"], params["services_started_at"]

@@ -170,6 +170,14 @@ def test_a_file_the_reader_could_no_longer_read_runs_the_module_which_fails(sett
     assert "nobody could not read conf.d/extra.yml" in failure.value.result["msg"]
 
 
+def test_an_owned_directory_written_with_a_trailing_slash_is_the_same(settled):
+    add_a_file_to_an_owned_directory(settled)
+
+    answer = action.answer_from_look(wanted_args(settled, owned=["secrets/"]), look(settled))
+
+    assert answer is None
+
+
 def test_an_operators_unmarked_file_only_costs_the_module_run(settled):
     (settled["dest"] / "conf.d" / "mine.yml").write_text("# mine\n")
 
