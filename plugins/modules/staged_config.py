@@ -528,8 +528,15 @@ def main():
     if files_change or directory_changed:
         go_live(dest, directory, directory_changed, content_changes, attribute_changes, pruned)
     if params["registry"]:
-        # After the files: a record names a tree the next run's look may trust.
-        register(params["registry"], dest, marker, params["readable_by"])
+        # After the files: a record names a tree the next run's look may trust. Only a
+        # shortcut for the next run: a full or read-only disk must not fail files already live.
+        try:
+            register(params["registry"], dest, marker, params["readable_by"])
+        except OSError as err:
+            module.warn(
+                f"{dest} not recorded in {params['registry']} ({err}): the next run checks it "
+                "on the host"
+            )
     module.exit_json(**result)
 
 
